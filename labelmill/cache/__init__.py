@@ -1,0 +1,53 @@
+"""What the engine and the trainer share: request keys, the response store, shard files.
+
+This package imports neither `labelmill.engine` nor `labelmill.trainer` (a test enforces it).
+"""
+
+from labelmill.cache._keys import canonical_json, key_material, request_key
+from labelmill.cache._records import SCHEMA_VERSION, ShardRecord, TeacherRef, Usage
+from labelmill.cache._shards import (
+    DEFAULT_SHARD_SIZE,
+    MANIFEST,
+    SHARDS_DIR,
+    ShardInfo,
+    ShardWriter,
+    iter_records,
+    read_manifest,
+    shard_paths,
+    write_json_atomic,
+)
+from labelmill.cache._store import (
+    STORE_SETTINGS,
+    AsyncStoreWriter,
+    ResponseStore,
+    StoredResponse,
+    StoreStats,
+    VerifyReport,
+    make_entry,
+)
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "MANIFEST",
+    "SCHEMA_VERSION",
+    "SHARDS_DIR",
+    "STORE_SETTINGS",
+    "AsyncStoreWriter",
+    "ResponseStore",
+    "ShardInfo",
+    "ShardRecord",
+    "ShardWriter",
+    "StoreStats",
+    "StoredResponse",
+    "TeacherRef",
+    "Usage",
+    "VerifyReport",
+    "canonical_json",
+    "iter_records",
+    "key_material",
+    "make_entry",
+    "read_manifest",
+    "request_key",
+    "shard_paths",
+    "write_json_atomic",
+]

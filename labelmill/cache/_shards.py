@@ -1,0 +1,213 @@
+"""Shard files and the manifest.
+
+Writing: records go to `OUT/shards/.part-00000.jsonl.tmp`; when a shard holds `shard_size`
+records it is flushed, fsynced and renamed to `part-00000.jsonl`, so a final name never holds a
+partial file. `OUT/manifest.json` is rewritten atomically (temp file, fsync, rename) after each
+shard: it always parses and lists only complete shards with their counts and sha256.
+
+Reading: `iter_records(path)` accepts an output directory, a shard file or a glob and reports a bad
+line as `file:line: what is wrong`.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from labelmill._exceptions import ShardFormatError
+from labelmill._version import __version__
+from labelmill.cache._records import SCHEMA_VERSION, ShardRecord
+
+SHARDS_DIR = "shards"
+MANIFEST = "manifest.json"
+DEFAULT_SHARD_SIZE = 10_000
+
+
+def shard_name(number: int) -> str:
+    return f"part-{number:05d}.jsonl"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to `path` so that readers see the old or the new file, never a torn one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, ensure_ascii=False, indent=2, sort_keys=True)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@dataclass(slots=True)
+class ShardInfo:
+    path: str  # relative to the output directory
+    records: int
+    sha256: str
+
+
+@dataclass(slots=True)
+class _OpenShard:
+    number: int
+    tmp_path: Path
+    handle: IO[bytes]
+    digest: Any = field(default_factory=hashlib.sha256)
+    records: int = 0
+
+
+class ShardWriter:
+    """Appends records to rotating shards in the order given; keeps the manifest current.
+
+    A writer owns its output directory: on open it removes leftover temporary files and, on
+    `close()`, shards a previous run left beyond the ones this run wrote.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        shard_size: int = DEFAULT_SHARD_SIZE,
+        manifest_extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        if shard_size < 1:
+            raise ValueError("shard_size must be at least 1")
+        self.out_dir = Path(out_dir)
+        self.shard_dir = self.out_dir / SHARDS_DIR
+        self.shard_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.shard_dir.glob(".part-*.tmp"):
+            stale.unlink()
+        self.shard_size = shard_size
+        self.manifest_extra: dict[str, Any] = dict(manifest_extra or {})
+        self.shards: list[ShardInfo] = []
+        self.records = 0
+        self._open: _OpenShard | None = None
+        self._closed = False
+
+    def write(self, record: ShardRecord) -> None:
+        self.write_line(record.to_json())
+
+    def write_line(self, line: str) -> None:
+        """Append one already-serialised record (no newline)."""
+        if self._closed:
+            raise ValueError("the shard writer is closed")
+        shard = self._open or self._start_shard()
+        data = line.encode("utf-8") + b"\n"
+        shard.handle.write(data)
+        shard.digest.update(data)
+        shard.records += 1
+        self.records += 1
+        if shard.records >= self.shard_size:
+            self._finish_shard()
+
+    def _start_shard(self) -> _OpenShard:
+        number = len(self.shards)
+        tmp_path = self.shard_dir / f".{shard_name(number)}.tmp"
+        self._open = _OpenShard(number=number, tmp_path=tmp_path, handle=open(tmp_path, "wb"))  # noqa: SIM115 (closed in _finish_shard)
+        return self._open
+
+    def _finish_shard(self) -> None:
+        shard = self._open
+        if shard is None:
+            return
+        shard.handle.flush()
+        os.fsync(shard.handle.fileno())
+        shard.handle.close()
+        final = self.shard_dir / shard_name(shard.number)
+        os.replace(shard.tmp_path, final)
+        _fsync_dir(self.shard_dir)
+        self.shards.append(ShardInfo(f"{SHARDS_DIR}/{final.name}", shard.records, shard.digest.hexdigest()))
+        self._open = None
+        self.write_manifest()
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            **self.manifest_extra,
+            "schema_version": SCHEMA_VERSION,
+            "labelmill_version": __version__,
+            "complete": self._closed,
+            "records": self.records if self._closed else sum(s.records for s in self.shards),
+            "shards": [{"path": s.path, "records": s.records, "sha256": s.sha256} for s in self.shards],
+        }
+
+    def write_manifest(self) -> None:
+        write_json_atomic(self.out_dir / MANIFEST, self.manifest())
+
+    def close(self) -> None:
+        """Finish the open shard, drop stale shards of an earlier run, write the final manifest."""
+        if self._closed:
+            return
+        self._finish_shard()
+        self._closed = True
+        kept = {Path(s.path).name for s in self.shards}
+        for old in self.shard_dir.glob("part-*.jsonl"):
+            if old.name not in kept:
+                old.unlink()
+        self.write_manifest()
+
+    def abort(self) -> None:
+        """Stop without completing the open shard: its temporary file is removed."""
+        if self._open is not None:
+            self._open.handle.close()
+            self._open.tmp_path.unlink(missing_ok=True)
+            self._open = None
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    with open(Path(out_dir) / MANIFEST, encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+def shard_paths(path: str | Path) -> list[Path]:
+    """The shard files a path names: an output dir (its manifest, else its shards/), a file, a glob."""
+    target = Path(path)
+    if target.is_dir():
+        manifest = target / MANIFEST
+        if manifest.is_file():
+            return [target / s["path"] for s in read_manifest(target)["shards"]]
+        inner = target / SHARDS_DIR if (target / SHARDS_DIR).is_dir() else target
+        return sorted(inner.glob("part-*.jsonl"))
+    if target.is_file():
+        return [target]
+    matches = sorted(Path(p) for p in glob.glob(str(path)))
+    if not matches:
+        raise FileNotFoundError(f"no shards at {path}: give an output directory, a shard file or a glob")
+    return matches
+
+
+def iter_records(path: str | Path) -> Iterator[ShardRecord]:
+    """Every record under `path`, in shard order; a bad line raises ShardFormatError(file:line)."""
+    for shard in shard_paths(path):
+        with open(shard, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                    if not isinstance(data, dict):
+                        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+                    yield ShardRecord.from_dict(data)
+                except ValueError as exc:
+                    raise ShardFormatError(str(shard), number, str(exc)) from None

@@ -1,0 +1,237 @@
+"""The response store: every raw teacher response, by request key, kept forever.
+
+Built on diskcache (SQLite underneath) with the settings that make it a store rather than a cache:
+- `eviction_policy="none"` and a size limit no corpus reaches: diskcache evicts by default
+  (1 GiB, least-recently-stored), which would make us pay twice;
+- values are JSON text we serialise ourselves, never pickle: the store is data anyone can read;
+- every value stays inside SQLite (`disk_min_file_size` is huge), so a put is one transaction;
+- `sqlite_synchronous=2` (FULL): a put that returned survives a crash of the process and of the
+  machine. Batched puts pay one fsync per batch, not per entry.
+SQLite's locking makes two processes on one store safe.
+
+Raw responses are stored, not parsed ones: parsing happens on read, so a parser fix re-parses
+everything for free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import diskcache
+
+from labelmill._exceptions import StoreCorruptError, StoreError
+from labelmill.cache._keys import request_key
+
+ENTRY_VERSION = 1
+_NO_LIMIT = 2**62  # bytes; effectively unbounded, and eviction is off anyway
+
+STORE_SETTINGS: dict[str, Any] = {
+    "eviction_policy": "none",
+    "size_limit": _NO_LIMIT,
+    "cull_limit": 0,
+    "disk_min_file_size": 2**40,
+    "sqlite_synchronous": 2,
+    "statistics": 0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    """One store entry: the request that was sent, what it cost, and the raw response body."""
+
+    key: str
+    request: dict[str, Any]
+    prompt_version: str
+    response: dict[str, Any]
+    cost_usd: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "v": ENTRY_VERSION,
+                "request": self.request,
+                "prompt_version": self.prompt_version,
+                "response": self.response,
+                "cost_usd": self.cost_usd,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, key: str, text: str) -> StoredResponse:
+        try:
+            data = json.loads(text)
+            return cls(
+                key=key,
+                request=dict(data["request"]),
+                prompt_version=str(data["prompt_version"]),
+                response=dict(data["response"]),
+                cost_usd=data.get("cost_usd"),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreCorruptError(f"store entry {key} does not parse: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    entries: int
+    bytes: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    checked: int
+    bad: list[tuple[str, str]]  # (key, what is wrong)
+
+    @property
+    def ok(self) -> bool:
+        return not self.bad
+
+
+class ResponseStore:
+    """A durable key -> raw response store. Use as a context manager or call `close()`."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._cache = diskcache.Cache(str(self.path), **STORE_SETTINGS)
+        except (OSError, diskcache.Timeout) as exc:
+            raise StoreError(f"cannot open the response store at {self.path}: {exc}") from exc
+
+    # -- sync API -----------------------------------------------------------------------------
+    def put(self, entry: StoredResponse) -> None:
+        """Store one entry; durable when this returns."""
+        self._cache.set(entry.key, entry.to_json())
+
+    def put_many(self, entries: Sequence[StoredResponse]) -> None:
+        """Store entries in one transaction (one fsync); durable when this returns."""
+        with self._cache.transact():
+            for entry in entries:
+                self._cache.set(entry.key, entry.to_json())
+
+    def get(self, key: str) -> StoredResponse | None:
+        text = self._cache.get(key)
+        if text is None:
+            return None
+        return StoredResponse.from_json(key, text)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._cache
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def keys(self) -> Iterator[str]:
+        for key in self._cache.iterkeys():
+            yield str(key)
+
+    def settings(self) -> dict[str, Any]:
+        """The settings in force, as diskcache reports them (tests prove no eviction)."""
+        return {name: getattr(self._cache, name) for name in STORE_SETTINGS}
+
+    def stats(self) -> StoreStats:
+        return StoreStats(entries=len(self._cache), bytes=int(self._cache.volume()), path=str(self.path))
+
+    def verify(self) -> VerifyReport:
+        """Re-read every entry: it must parse and its request must hash to its key."""
+        checked = 0
+        bad: list[tuple[str, str]] = []
+        for key in self.keys():
+            checked += 1
+            raw = self._cache.get(key)
+            try:
+                if not isinstance(raw, str):
+                    raise StoreCorruptError(f"value is {type(raw).__name__}, not JSON text")
+                entry = StoredResponse.from_json(key, raw)
+            except StoreCorruptError as exc:
+                bad.append((key, str(exc)))
+                continue
+            actual = request_key(entry.request, entry.prompt_version)
+            if actual != key:
+                bad.append((key, f"stored request hashes to {actual}"))
+        return VerifyReport(checked=checked, bad=bad)
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __enter__(self) -> ResponseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncStoreWriter:
+    """Puts from async code without blocking the event loop.
+
+    Each `await put(entry)` returns once the entry is committed. Puts that arrive while a batch is
+    being written are gathered into the next batch: one transaction and one fsync for many entries,
+    run in a worker thread.
+    """
+
+    def __init__(self, store: ResponseStore, max_batch: int = 512) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._pending: list[tuple[StoredResponse, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def put(self, entry: StoredResponse) -> None:
+        if self._closed:
+            raise StoreError("the store writer is closed")
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="labelmill-store-writer")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((entry, future))
+        self._wake.set()
+        await future
+
+    async def _run(self) -> None:
+        while not (self._closed and not self._pending):
+            if not self._pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            try:
+                await asyncio.to_thread(self._store.put_many, [entry for entry, _ in batch])
+            except Exception as exc:  # every waiter learns the write failed
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(StoreError(f"store write failed: {exc}"))
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+    async def aclose(self) -> None:
+        """Write what is pending, then stop the writer task."""
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+def make_entry(
+    request: Mapping[str, Any], prompt_version: str, response: Mapping[str, Any], cost_usd: float | None
+) -> StoredResponse:
+    """An entry keyed by its own request: the only way the engine builds one."""
+    return StoredResponse(
+        key=request_key(request, prompt_version),
+        request=dict(request),
+        prompt_version=prompt_version,
+        response=dict(response),
+        cost_usd=cost_usd,
+    )

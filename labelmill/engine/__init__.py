@@ -1,0 +1,1 @@
+"""The async annotation pipeline. Never imports torch, transformers or the trainer."""

@@ -1,0 +1,1 @@
+"""Student training and evaluation (imports torch/transformers; nothing else does)."""
