@@ -65,6 +65,11 @@ def make_records(n: int) -> list[ShardRecord]:
     ]
 
 
+def put_each(store: ResponseStore, entries: list[StoredResponse]) -> None:
+    for entry in entries:
+        store.put(entry)
+
+
 def rate(n: int, func: Callable[[], object]) -> float:
     start = time.perf_counter()
     func()
@@ -79,7 +84,7 @@ def run(n: int) -> dict[str, float]:
         root = Path(tmp)
         single_n = min(n, 2000)  # one fsync each: keep it short
         with ResponseStore(root / "single") as store:
-            results["store_put_single"] = rate(single_n, lambda: [store.put(e) for e in entries[:single_n]])
+            results["store_put_single"] = rate(single_n, lambda: put_each(store, entries[:single_n]))
 
         async def batched(store: ResponseStore) -> None:
             writer = AsyncStoreWriter(store)

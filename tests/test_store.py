@@ -91,9 +91,7 @@ for i in range(300):
 
 def test_two_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), tag], env=env) for tag in ("a", "b")
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), tag], env=env) for tag in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     with ResponseStore(tmp_path) as store:
         assert len(store) == 600

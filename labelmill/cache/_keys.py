@@ -18,9 +18,7 @@ KEY_PREFIX = "sha256:"
 
 # Body fields that do not change what the model answers. Transport settings are listed too, so a
 # caller that passes a whole settings dict still gets a key that ignores them.
-IGNORED_FIELDS = frozenset(
-    {"api_key", "base_url", "headers", "extra_headers", "timeout", "user", "metadata", "store"}
-)
+IGNORED_FIELDS = frozenset({"api_key", "base_url", "headers", "extra_headers", "timeout", "user", "metadata", "store"})
 
 
 def _normalise(value: Any) -> Any:

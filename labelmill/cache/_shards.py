@@ -95,6 +95,7 @@ class ShardWriter:
         self.records = 0
         self._open: _OpenShard | None = None
         self._closed = False
+        self._complete = False
 
     def write(self, record: ShardRecord) -> None:
         self.write_line(record.to_json())
@@ -137,7 +138,7 @@ class ShardWriter:
             **self.manifest_extra,
             "schema_version": SCHEMA_VERSION,
             "labelmill_version": __version__,
-            "complete": self._closed,
+            "complete": self._closed and self._complete,
             "records": self.records if self._closed else sum(s.records for s in self.shards),
             "shards": [{"path": s.path, "records": s.records, "sha256": s.sha256} for s in self.shards],
         }
@@ -145,12 +146,17 @@ class ShardWriter:
     def write_manifest(self) -> None:
         write_json_atomic(self.out_dir / MANIFEST, self.manifest())
 
-    def close(self) -> None:
-        """Finish the open shard, drop stale shards of an earlier run, write the final manifest."""
+    def close(self, complete: bool = True) -> None:
+        """Finish the open shard, drop stale shards of an earlier run, write the final manifest.
+
+        `complete=False` (an interrupted run) keeps the records written so far and says so in the
+        manifest.
+        """
         if self._closed:
             return
         self._finish_shard()
         self._closed = True
+        self._complete = complete
         kept = {Path(s.path).name for s in self.shards}
         for old in self.shard_dir.glob("part-*.jsonl"):
             if old.name not in kept:

@@ -1,1 +1,50 @@
-"""The async annotation pipeline. Never imports torch, transformers or the trainer."""
+"""The async annotation pipeline: tasks, teacher client, limits, retries, parsing, mock teacher.
+
+Never imports torch, transformers or the trainer (a test enforces it).
+"""
+
+from labelmill.engine._config import DEFAULT_BASE_URL, DEFAULT_MODEL, AnnotateConfig, env_base_url
+from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
+from labelmill.engine._parse import Parsed, parse_response, resolve_label
+from labelmill.engine._pipeline import RunResult, annotate
+from labelmill.engine._retry import RetryPolicy, call_with_retries
+from labelmill.engine._select import selection_score, wants_rationale
+from labelmill.engine._tasks import (
+    BUILTIN_TASKS,
+    VARIANT_LABEL,
+    VARIANT_RATIONALE,
+    Example,
+    Prompt,
+    Task,
+    load_task,
+)
+from labelmill.engine._teacher import RequestRejected, RetryableError, TeacherClient
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MODEL",
+    "VARIANT_LABEL",
+    "VARIANT_RATIONALE",
+    "AdaptiveConcurrency",
+    "AnnotateConfig",
+    "CircuitBreaker",
+    "Example",
+    "Parsed",
+    "Prompt",
+    "RateLimits",
+    "RequestRejected",
+    "RetryPolicy",
+    "RetryableError",
+    "RunResult",
+    "Task",
+    "TeacherClient",
+    "annotate",
+    "call_with_retries",
+    "env_base_url",
+    "load_task",
+    "parse_response",
+    "resolve_label",
+    "selection_score",
+    "wants_rationale",
+]

@@ -1,0 +1,56 @@
+"""Small generated corpora, so tests and the demo never need downloads.
+
+`make_cqa(n)` writes multiple-choice items in the CommonsenseQA layout (`id`, `question`,
+`choices`, `answer`): "Which of these is a fruit?" with one fruit among four other things.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CATEGORIES: dict[str, list[str]] = {
+    "fruit": ["apple", "banana", "cherry", "mango", "pear", "plum", "grape", "lemon"],
+    "animal": ["horse", "tiger", "rabbit", "eagle", "salmon", "donkey", "otter", "camel"],
+    "color": ["crimson", "teal", "violet", "amber", "indigo", "maroon", "olive", "beige"],
+    "tool": ["hammer", "wrench", "chisel", "pliers", "saw", "drill", "screwdriver", "rake"],
+    "vehicle": ["bicycle", "truck", "canoe", "tractor", "scooter", "tram", "yacht", "van"],
+    "instrument": ["violin", "flute", "drum", "cello", "trumpet", "harp", "banjo", "oboe"],
+    "country": ["France", "Kenya", "Peru", "Norway", "Japan", "Chile", "Egypt", "Canada"],
+    "sport": ["tennis", "rugby", "hockey", "golf", "cricket", "judo", "rowing", "fencing"],
+}
+FRAMES = [
+    "Which of these is a {category}?",
+    "Pick the {category} from the list.",
+    "Someone asked for a {category}. Which one fits?",
+    "Of the following, which would you call a {category}?",
+]
+
+
+def cqa_rows(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+    rng = random.Random(seed)
+    names = sorted(CATEGORIES)
+    for i in range(n):
+        category = rng.choice(names)
+        answer = rng.choice(CATEGORIES[category])
+        others = rng.sample([w for c in names if c != category for w in CATEGORIES[c]], 4)
+        choices = [*others, answer]
+        rng.shuffle(choices)
+        question = rng.choice(FRAMES).format(category=category)
+        yield {"id": f"gen-{i:06d}", "question": f"{question} (item {i})", "choices": choices, "answer": answer}
+
+
+def write_jsonl(rows: Iterator[dict[str, Any]], path: str | Path) -> Path:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return target
+
+
+def make_cqa(n: int, path: str | Path, seed: int = 0) -> Path:
+    return write_jsonl(cqa_rows(n, seed), path)

@@ -1,0 +1,78 @@
+"""Settings of one annotate or replay run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labelmill.cache import DEFAULT_SHARD_SIZE
+from labelmill.engine._retry import RetryPolicy
+from labelmill.engine._tasks import Task
+
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_CONCURRENCY = 32
+
+
+def env_base_url() -> str:
+    return os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+
+
+@dataclass(slots=True)
+class AnnotateConfig:
+    source: str
+    task: Task
+    out_dir: Path
+    cache_dir: Path
+    model: str = DEFAULT_MODEL
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str | None = field(default=None, repr=False)  # never printed, stored or logged
+    rationale_rate: float = 1.0
+    seed: int = 0
+    temperature: float = 0.0
+    max_tokens: int | None = None  # overrides the task prompts' max_tokens
+    concurrency: int = DEFAULT_CONCURRENCY
+    rpm: float | None = None
+    tpm: float | None = None
+    price_in: float | None = None  # USD per 1M prompt tokens
+    price_out: float | None = None  # USD per 1M completion tokens
+    limit: int | None = None
+    shard_size: int = DEFAULT_SHARD_SIZE
+    timeout_s: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker_s: float = 120.0
+    grace_s: float = 5.0
+    replay: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rationale_rate <= 1.0:
+            raise ValueError("the rationale rate must be between 0 and 1")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+
+    @property
+    def window(self) -> int:
+        """How far ahead of the last written row the reader may run."""
+        return max(1024, 8 * self.concurrency)
+
+    @property
+    def prices_known(self) -> bool:
+        return self.price_in is not None and self.price_out is not None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        if self.price_in is None or self.price_out is None:
+            return None
+        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
+
+    def request_settings(self) -> dict[str, Any]:
+        """What decides each request: replay reads these back from the manifest."""
+        return {
+            "model": self.model,
+            "rationale_rate": self.rationale_rate,
+            "seed": self.seed,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }

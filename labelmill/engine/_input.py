@@ -1,0 +1,92 @@
+"""Stream rows from JSONL, CSV, Parquet or standard input, one at a time.
+
+Each row comes with where it came from (`file`, `line`), so a bad row becomes a failure row that
+names its place and the run goes on. Nothing here holds more than one Parquet batch in memory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labelmill._exceptions import InputError
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    index: int  # 0-based position among the input's rows
+    file: str
+    line: int  # 1-based line (JSONL, CSV) or row number (Parquet)
+    data: dict[str, Any] | None
+    error: str | None = None
+
+
+def iter_rows(source: str) -> Iterator[Row]:
+    """Rows of `source` (a path or `-`); the format comes from the suffix (stdin: JSONL)."""
+    if source == "-":
+        yield from _jsonl(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"), "<stdin>")
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"input {source} does not exist or is not a file")
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            yield from _jsonl(fh, str(path))
+    elif suffix == ".csv":
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            yield from _csv(fh, str(path))
+    elif suffix == ".parquet":
+        yield from _parquet(path)
+    else:
+        raise InputError(f"input {source}: unknown format {suffix!r}; use .jsonl, .csv, .parquet or - (stdin)")
+
+
+def _jsonl(lines: io.TextIOBase | Any, name: str) -> Iterator[Row]:
+    index = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            if not isinstance(data, dict):
+                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        except ValueError as exc:
+            yield Row(index, name, number, None, f"invalid JSON: {exc}")
+        else:
+            yield Row(index, name, number, data)
+        index += 1
+
+
+def _csv(fh: io.TextIOBase | Any, name: str) -> Iterator[Row]:
+    reader = csv.DictReader(fh)
+    for index, data in enumerate(reader):
+        line = reader.line_num
+        if None in data:  # more cells than header columns
+            yield Row(
+                index,
+                name,
+                line,
+                None,
+                f"row has {len(data) - 1 + len(data[None])} cells, header has {len(reader.fieldnames or [])}",
+            )
+        else:
+            yield Row(index, name, line, dict(data))
+
+
+def _parquet(path: Path) -> Iterator[Row]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise InputError("reading Parquet needs pyarrow: pip install 'labelmill[parquet]'") from exc
+    index = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for data in batch.to_pylist():
+            yield Row(index, str(path), index + 1, data)
+            index += 1

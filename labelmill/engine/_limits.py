@@ -1,0 +1,192 @@
+"""Client-side limits: request and token rates, adaptive concurrency, and a circuit breaker.
+
+- `RateLimits`: RPM and TPM as aiolimiter leaky buckets; the TPM bucket is acquired with the
+  request's token estimate (prompt upper bound + max_tokens). Buckets hold a small burst (1% of a
+  second's rate) so that a server counting over a 1-second window never sees more than its limit.
+  Limits tighten from `x-ratelimit-*` headers, and a 429's `retry-after` pauses every sender.
+- `AdaptiveConcurrency`: AIMD on the number of requests in flight; halves on a 429 (at most once
+  per cooldown), grows back by about one slot per window of successes.
+- `CircuitBreaker`: opens when nothing but 429/5xx/connection errors came back for a sustained
+  period, so a run against a dead or throttled endpoint ends with a clear message.
+
+Time comes from the running loop (`loop.time()`), which tests can patch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+from collections.abc import Callable, Mapping
+
+from aiolimiter import AsyncLimiter
+
+from labelmill._exceptions import CircuitOpenError
+
+# Send a little under the limit: a leaky bucket admits `burst + rate * T` in any window T, and
+# the servers we talk to count requests over 1 s and 60 s windows.
+RATE_HEADROOM = 0.985
+
+
+def _bucket(per_minute: float) -> AsyncLimiter:
+    per_second = per_minute / 60 * RATE_HEADROOM
+    burst = max(1.0, per_second * 0.01)
+    return AsyncLimiter(burst, burst / per_second)
+
+
+def _parse_duration(text: str) -> float | None:
+    """OpenAI's reset durations: `1s`, `6m0s`, `250ms`, `1h2m3.5s`, or a bare number of seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    total, number = 0.0, ""
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+        elif text.startswith("ms", i):
+            total += float(number or 0) / 1000
+            number, i = "", i + 1
+        elif ch in "hms":
+            total += float(number or 0) * {"h": 3600, "m": 60, "s": 1}[ch]
+            number = ""
+        else:
+            return None
+        i += 1
+    return total if not number else None
+
+
+class RateLimits:
+    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        self.rpm = rpm
+        self.tpm = tpm
+        self._requests = _bucket(rpm) if rpm else None
+        self._tokens = _bucket(tpm) if tpm else None
+        self._pause_until = 0.0
+
+    async def acquire(self, tokens: int) -> None:
+        """Wait until a request of `tokens` (upper bound) may be sent."""
+        loop = asyncio.get_running_loop()
+        # A loop, not an Event: a 429 arriving during the sleep may push the deadline further.
+        while (wait := self._pause_until - loop.time()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(wait)
+        if self._requests is not None:
+            await self._requests.acquire()
+        if self._tokens is not None:
+            # A request larger than the bucket still goes, alone, once the bucket is empty.
+            await self._tokens.acquire(min(float(tokens), self._tokens.max_rate))
+
+    def pause(self, seconds: float) -> None:
+        """Hold every sender for `seconds` (a 429's retry-after, or a header saying 0 left)."""
+        loop = asyncio.get_running_loop()
+        self._pause_until = max(self._pause_until, loop.time() + seconds)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Tighten from `x-ratelimit-*` headers: a lower advertised limit, or nothing remaining."""
+        limit = headers.get("x-ratelimit-limit-requests")
+        if limit and limit.isdigit() and (self.rpm is None or int(limit) < self.rpm):
+            self.rpm = float(limit)
+            self._requests = _bucket(self.rpm)
+        limit_tokens = headers.get("x-ratelimit-limit-tokens")
+        if limit_tokens and limit_tokens.isdigit() and (self.tpm is None or int(limit_tokens) < self.tpm):
+            self.tpm = float(limit_tokens)
+            self._tokens = _bucket(self.tpm)
+        for kind in ("requests", "tokens"):
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+            reset = headers.get(f"x-ratelimit-reset-{kind}")
+            if remaining == "0" and reset:
+                seconds = _parse_duration(reset)
+                if seconds:
+                    self.pause(min(seconds, 60.0))
+
+
+class AdaptiveConcurrency:
+    """At most `limit` holders at once; the limit moves by AIMD between `minimum` and `maximum`."""
+
+    def __init__(self, maximum: int, minimum: int = 1, cooldown_s: float = 1.0) -> None:
+        self.maximum = maximum
+        self.minimum = minimum
+        self.limit = float(maximum)
+        self.in_flight = 0
+        self.cooldown_s = cooldown_s
+        self._last_decrease = -math.inf
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        while self.in_flight >= int(self.limit):
+            future = asyncio.get_running_loop().create_future()
+            self._waiters.append(future)
+            try:
+                await future
+            except asyncio.CancelledError:
+                self._wake()
+                raise
+        self.in_flight += 1
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        free = int(self.limit) - self.in_flight
+        while free > 0 and self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                free -= 1
+
+    def on_success(self) -> None:
+        if self.limit < self.maximum:
+            self.limit = min(float(self.maximum), self.limit + 1 / self.limit)
+            self._wake()
+
+    def on_throttle(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._last_decrease >= self.cooldown_s:
+            self.limit = max(float(self.minimum), self.limit / 2)
+            self._last_decrease = now
+
+
+class CircuitBreaker:
+    """Opens after `window_s` seconds in which at least `min_failures` attempts failed and none succeeded."""
+
+    def __init__(self, window_s: float = 120.0, min_failures: int = 10, clock: Callable[[], float] | None = None):
+        self.window_s = window_s
+        self.min_failures = min_failures
+        self._clock = clock
+        self._first_failure: float | None = None
+        self._failures = 0
+        self.last_error = ""
+
+    def _now(self) -> float:
+        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+
+    def record_success(self) -> None:
+        self._first_failure = None
+        self._failures = 0
+
+    def record_failure(self, description: str) -> None:
+        now = self._now()
+        if self._first_failure is None:
+            self._first_failure = now
+        self._failures += 1
+        self.last_error = description
+        self.check()
+
+    def check(self) -> None:
+        if self.is_open:
+            raise CircuitOpenError(
+                f"the teacher answered only errors for {self.window_s:.0f}s ({self._failures} in a row, last: "
+                f"{self.last_error}); stopping. Everything done so far is kept: rerun the same command later "
+                "to continue."
+            )
+
+    @property
+    def is_open(self) -> bool:
+        return (
+            self._first_failure is not None
+            and self._failures >= self.min_failures
+            and self._now() - self._first_failure >= self.window_s
+        )

@@ -1,0 +1,325 @@
+"""`labelmill mock-teacher`: a local OpenAI-compatible server with deterministic answers.
+
+POST /v1/chat/completions, GET /v1/models, GET /stats. Answers the built-in tasks' prompts with a
+choice from the prompt's `Choices:` line or a label from its `Labels:` line (a hash of the
+question picks it, so both prompt variants of one example agree), with a rationale of about
+`rationale_words` words when the prompt asks for one; `--answers FILE` (JSONL of
+`{"contains": ..., "content": ...}`) replays real teacher outputs instead. It also plays a real
+API's bad days: latency with jitter, RPM/TPM limits over a 60 s sliding window plus a 1 s burst
+window with OpenAI-style 429s and headers, injected 500/503s, dropped connections, and a 400 for a
+prompt longer than its context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+_CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
+_CHOICE = re.compile(r"\(([a-z])\)\s*(.*?)(?=\s+\([a-z]\)\s|\s*$)")
+_LABELS_LINE = re.compile(r"^\s*Labels:\s*(.*)$", re.MULTILINE)
+_QUESTION_LINE = re.compile(r"^\s*(?:Question|Text|Premise|Hypothesis):\s*(.*)$", re.MULTILINE)
+
+
+def count_tokens(text: str) -> int:
+    """About four characters a token, as OpenAI's rule of thumb; never above the UTF-8 byte count."""
+    return (len(text) + 3) // 4
+
+
+@dataclass(slots=True)
+class MockConfig:
+    latency_ms: float = 0.0
+    jitter_ms: float = 0.0
+    rpm: int | None = None
+    tpm: int | None = None
+    error_rate: float = 0.0  # fraction answered 500 or 503
+    drop_rate: float = 0.0  # fraction whose connection is dropped without an answer
+    context_tokens: int = 16_384
+    rationale_words: int = 24
+    retry_after_s: float | None = None  # fixed retry-after on 429s; default: when the window frees up
+    api_key: str | None = None  # when set, other keys get 401
+    seed: int = 0
+    answers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def load_answers(path: str | Path) -> list[tuple[str, str]]:
+    answers = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                data = json.loads(line)
+                answers.append((str(data["contains"]), str(data["content"])))
+    return answers
+
+
+class _Window:
+    """Amounts over a sliding window of `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.events: collections.deque[tuple[float, int]] = collections.deque()
+        self.total = 0
+
+    def used(self, now: float) -> int:
+        while self.events and self.events[0][0] <= now - self.seconds:
+            self.total -= self.events.popleft()[1]
+        return self.total
+
+    def add(self, now: float, amount: int) -> None:
+        self.events.append((now, amount))
+        self.total += amount
+
+    def frees_in(self, now: float) -> float:
+        return max(0.001, self.events[0][0] + self.seconds - now) if self.events else 0.001
+
+
+@dataclass(slots=True)
+class MockStats:
+    requests: int = 0
+    ok: int = 0
+    rate_limited: int = 0
+    server_errors: int = 0
+    dropped: int = 0
+    rejected: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class MockTeacher:
+    def __init__(self, config: MockConfig | None = None) -> None:
+        self.config = config or MockConfig()
+        self.stats = MockStats()
+        self._rng = random.Random(self.config.seed)
+        self._windows: list[tuple[str, _Window, int]] = []
+        if self.config.rpm:
+            self._windows += [
+                ("requests", _Window(60), self.config.rpm),
+                ("requests", _Window(1), max(1, math.ceil(self.config.rpm / 60))),
+            ]
+        if self.config.tpm:
+            self._windows += [
+                ("tokens", _Window(60), self.config.tpm),
+                ("tokens", _Window(1), max(1, math.ceil(self.config.tpm / 60))),
+            ]
+        self._answers_by_line = {c.strip(): a for c, a in self.config.answers}
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # -- server lifecycle ---------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/stats", self.stats_handler)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server
+        assert isinstance(server, asyncio.Server)
+        bound_port = server.sockets[0].getsockname()[1]
+        self.base_url = f"http://{host}:{bound_port}/v1"
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def __aenter__(self) -> MockTeacher:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- handlers -----------------------------------------------------------------------------
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "mock-teacher", "object": "model"}]})
+
+    async def stats_handler(self, request: web.Request) -> web.Response:
+        return web.json_response({name: getattr(self.stats, name) for name in MockStats.__slots__})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.stats.requests += 1
+        config = self.config
+        if config.api_key is not None and request.headers.get("authorization") != f"Bearer {config.api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        try:
+            body = json.loads(await request.read())
+            messages = body["messages"]
+            prompt = "\n".join(str(m.get("content", "")) for m in messages)
+            max_tokens = int(body.get("max_tokens") or 256)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            self.stats.rejected += 1
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        prompt_tokens = count_tokens(prompt) + 4 * len(messages)
+        if prompt_tokens + max_tokens > config.context_tokens:
+            self.stats.rejected += 1
+            return _error(
+                400,
+                f"This model's maximum context length is {config.context_tokens} tokens. However, you "
+                f"requested {prompt_tokens + max_tokens} tokens. Please reduce the length of the messages.",
+                "context_length_exceeded",
+            )
+        limited = self._rate_limit(prompt_tokens + max_tokens)
+        if limited is not None:
+            return limited
+        roll = self._rng.random()
+        if roll < config.drop_rate:
+            self.stats.dropped += 1
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        if roll < config.drop_rate + config.error_rate:
+            self.stats.server_errors += 1
+            status = 500 if self._rng.random() < 0.5 else 503
+            return _error(status, "The server had an error while processing your request.", "server_error")
+        delay = config.latency_ms + (self._rng.uniform(-1, 1) * config.jitter_ms if config.jitter_ms else 0)
+        if delay > 0:
+            await asyncio.sleep(delay / 1000)
+        content = self.answer(prompt)
+        words = content.split(" ")
+        while count_tokens(content) > max_tokens and len(words) > 1:
+            words = words[: max(1, len(words) * 3 // 4)]
+            content = " ".join(words)
+        completion_tokens = count_tokens(content)
+        self.stats.ok += 1
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }
+        if body.get("logprobs"):
+            choice["logprobs"] = self._logprobs(prompt, int(body.get("top_logprobs") or 2))
+        return web.json_response(
+            {
+                "id": "chatcmpl-mock",
+                "object": "chat.completion",
+                "created": 0,
+                "model": str(body.get("model", "mock-teacher")),
+                "choices": [choice],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt_tokens + completion_tokens,
+                },
+            },
+            headers=self._limit_headers(),
+        )
+
+    def _rate_limit(self, tokens: int) -> web.Response | None:
+        now = asyncio.get_running_loop().time()
+        for kind, window, limit in self._windows:
+            amount = 1 if kind == "requests" else tokens
+            if window.used(now) + amount > limit:
+                self.stats.rate_limited += 1
+                wait = self.config.retry_after_s or window.frees_in(now)
+                headers = {
+                    **self._limit_headers(),
+                    "retry-after": str(max(1, math.ceil(wait))),
+                    "retry-after-ms": str(int(wait * 1000)),
+                }
+                return _error(
+                    429,
+                    f"Rate limit reached for {kind}. Please try again later.",
+                    "rate_limit_exceeded",
+                    headers,
+                )
+        for kind, window, _ in self._windows:
+            window.add(now, 1 if kind == "requests" else tokens)
+        return None
+
+    def _limit_headers(self) -> dict[str, str]:
+        headers = {}
+        now = asyncio.get_running_loop().time()
+        for kind, window, limit in self._windows:
+            if window.seconds == 60:
+                headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, limit - window.used(now)))
+                headers[f"x-ratelimit-reset-{kind}"] = f"{window.frees_in(now):.3f}s"
+        return headers
+
+    # -- answers ------------------------------------------------------------------------------
+    def answer(self, prompt: str) -> str:
+        replayed = self._replayed(prompt)
+        if replayed is not None:
+            return replayed
+        question = " ".join(_QUESTION_LINE.findall(prompt)) or prompt[:200]
+        options = _options(prompt)
+        if not options:
+            return "Answer: unknown"
+        pick = _stable_index(question + "|" + "|".join(o for _, o in options), len(options))
+        letter, text = options[pick]
+        answer = f"({letter}) {text}" if letter else text
+        if "Rationale:" not in prompt:
+            return f"Answer: {answer}"
+        return f"Rationale: {self._rationale(question, text)}\nAnswer: {answer}"
+
+    def _replayed(self, prompt: str) -> str | None:
+        if not self.config.answers:
+            return None
+        for line in prompt.splitlines():
+            candidates = [line.strip()]
+            if ": " in line:
+                candidates.append(line.split(": ", 1)[1].strip())
+            for candidate in candidates:
+                if candidate in self._answers_by_line:
+                    return self._answers_by_line[candidate]
+        return next((content for contains, content in self.config.answers if contains in prompt), None)
+
+    def _rationale(self, question: str, answer: str) -> str:
+        words = re.findall(r"[A-Za-z']+", question) or ["it"]
+        base = f"{answer} is the best fit because the question is about".split()
+        out = base + [words[i % len(words)].lower() for i in range(max(0, self.config.rationale_words - len(base)))]
+        return " ".join(out[: max(1, self.config.rationale_words)]) + "."
+
+    def _logprobs(self, prompt: str, top: int) -> dict[str, Any]:
+        options = _options(prompt) or [("", "unknown")]
+        margin = 0.1 + 3.0 * (_stable_index(prompt, 1000) / 1000)
+        tokens = [{"token": letter or text, "logprob": -margin * i} for i, (letter, text) in enumerate(options)]
+        return {"content": [{"token": tokens[0]["token"], "logprob": 0.0, "top_logprobs": tokens[:top]}]}
+
+
+def _options(prompt: str) -> list[tuple[str, str]]:
+    choices_line = _CHOICES_LINE.search(prompt)
+    if choices_line:
+        return [(m.group(1), m.group(2).strip()) for m in _CHOICE.finditer(choices_line.group(1))]
+    labels_line = _LABELS_LINE.search(prompt)
+    if labels_line:
+        return [("", label.strip()) for label in labels_line.group(1).split(",") if label.strip()]
+    return []
+
+
+def _stable_index(text: str, n: int) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big") % n
+
+
+def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": code, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def serve(config: MockConfig, host: str, port: int) -> None:
+    """Run until cancelled; prints `mock-teacher listening on URL` once bound."""
+    mock = MockTeacher(config)
+    url = await mock.start(host, port)
+    print(f"mock-teacher listening on {url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await mock.stop()

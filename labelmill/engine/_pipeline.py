@@ -1,0 +1,341 @@
+"""The annotation pipeline: input -> task -> store or teacher -> parse -> ordered shards.
+
+    producer (reads rows in a thread, renders them, checks ids)
+        -> bounded queue -> C workers: store hit? else limits -> teacher (retries) -> store put
+        -> reorder window (input order) -> shard writer / failures.jsonl
+
+Backpressure: the producer admits row `n` only while fewer than `window` rows are between the
+last one written and `n`, so memory is bounded whatever the corpus size. A response is committed
+to the store before its example counts as done, so a killed run re-pays at most what was in
+flight. Replay is the same pipeline with no teacher: a miss becomes a `not_cached` failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from labelmill._exceptions import CircuitOpenError, LabelmillError
+from labelmill.cache import AsyncStoreWriter, ResponseStore, ShardWriter, StoredResponse, request_key
+from labelmill.engine._config import AnnotateConfig
+from labelmill.engine._input import Row, iter_rows
+from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
+from labelmill.engine._outputs import Failure, FailureLog, IdRegistry, build_record
+from labelmill.engine._retry import call_with_retries
+from labelmill.engine._select import wants_rationale
+from labelmill.engine._stats import Progress, RunStats
+from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
+from labelmill.engine._teacher import RequestRejected, RetryableError, TeacherClient
+
+log = logging.getLogger("labelmill")
+
+EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 3, 130
+_READ_BATCH = 512
+
+
+@dataclass(slots=True)
+class RunResult:
+    summary: dict[str, Any]
+    exit_code: int
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    seq: int
+    row: Row
+    example: Example
+
+
+Outcome = str | Failure  # a serialised shard record, or a failure row
+
+
+def _token_upper_bound(body: dict[str, Any]) -> int:
+    """UTF-8 bytes bound BPE tokens from above; 4 tokens of framing per message, 3 for the reply."""
+    prompt = sum(len(m["content"].encode("utf-8")) + 4 for m in body["messages"]) + 3
+    return prompt + int(body["max_tokens"])
+
+
+class _Run:
+    def __init__(self, config: AnnotateConfig, store: ResponseStore, teacher: TeacherClient | None) -> None:
+        self.config = config
+        self.task = config.task
+        self.store = store
+        self.teacher = teacher
+        self.stats = RunStats()
+        self.writer = AsyncStoreWriter(store)
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+        self.shards = ShardWriter(config.out_dir, shard_size=config.shard_size)
+        self.failures = FailureLog(config.out_dir)
+        self.ids = IdRegistry(config.out_dir)
+        self.limits = RateLimits(config.rpm, config.tpm)
+        self.concurrency = AdaptiveConcurrency(config.concurrency)
+        self.breaker = CircuitBreaker(window_s=config.breaker_s)
+        self.window = asyncio.Semaphore(config.window)
+        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=config.concurrency * 2)
+        self.pending: dict[int, Outcome] = {}
+        self.next_seq = 0
+        self.stop_reason: str | None = None  # "circuit_open" (drain as failures) or "interrupted"
+        self.stop_message = ""
+
+    # -- producer -----------------------------------------------------------------------------
+    def _read_batch(self, rows: Iterator[Row]) -> list[tuple[Row, Example | None, str | None]]:
+        """Runs in a thread: read, render and check ids for up to _READ_BATCH rows."""
+        batch: list[tuple[Row, Example | None, str | None]] = []
+        for row in itertools.islice(rows, _READ_BATCH):
+            if row.data is None:
+                batch.append((row, None, row.error))
+                continue
+            try:
+                batch.append((row, self.task.render(row.data, row.index), None))
+            except ValueError as exc:
+                batch.append((row, None, str(exc)))
+        rendered = [(i, r, e) for i, (r, e, _) in enumerate(batch) if e is not None]
+        seen = self.ids.first_lines([(e.id, r.line) for _, r, e in rendered if e is not None])
+        for position, first_line in seen.items():
+            i, row, example = rendered[position]
+            assert example is not None
+            batch[i] = (row, None, f"duplicate id {example.id!r}: line {row.line} repeats line {first_line}")
+        return batch
+
+    async def produce(self) -> None:
+        try:
+            await self._produce()
+        finally:
+            for _ in range(self.config.concurrency):  # one end-of-input mark per worker
+                await self.queue.put(None)
+
+    async def _produce(self) -> None:
+        rows = iter_rows(self.config.source)
+        seq = 0
+        limit = self.config.limit
+        while self.stop_reason != "interrupted":
+            batch = await asyncio.to_thread(self._read_batch, rows)
+            if not batch:
+                break
+            for row, example, error in batch:
+                if (limit is not None and seq >= limit) or self.stop_reason == "interrupted":
+                    return
+                await self.window.acquire()
+                if example is None:
+                    reason = "duplicate_id" if error and error.startswith("duplicate id") else "bad_input"
+                    self.emit(seq, Failure(row.index, None, row.file, row.line, reason, error or ""))
+                else:
+                    await self.queue.put(_Item(seq, row, example))
+                seq += 1
+        self.stats.total = seq
+
+    # -- workers ------------------------------------------------------------------------------
+    async def work(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            if self.stop_reason == "interrupted":
+                return  # an interrupted run writes what is done; queued rows are left for the rerun
+            self.emit(item.seq, await self.process(item))
+
+    def request_for(self, example: Example) -> tuple[dict[str, Any], str, str]:
+        rate, seed = self.config.rationale_rate, self.config.seed
+        variant = VARIANT_RATIONALE if wants_rationale(example.id, seed, rate) else VARIANT_LABEL
+        prompt = self.task.prompts[variant]
+        body = {
+            "model": self.config.model,
+            "messages": self.task.messages(example, variant),
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens or prompt.max_tokens,
+        }
+        return body, self.task.prompt_tag(variant), variant
+
+    async def process(self, item: _Item) -> Outcome:
+        example, row = item.example, item.row
+        body, tag, variant = self.request_for(example)
+        key = request_key(body, tag)
+
+        def failure(reason: str, detail: str) -> Failure:
+            return Failure(example.index, example.id, row.file, row.line, reason, detail, key)
+
+        entry = self.store.get(key)
+        if entry is not None:
+            self.stats.cache_hits += 1
+        elif self.teacher is None:
+            return failure("not_cached", "no response in the store for this request")
+        elif self.stop_reason is not None:
+            return failure("not_attempted", self.stop_message)
+        else:
+            try:
+                entry = await self.buy(body, tag, key)
+            except RequestRejected as exc:
+                return failure("refused", exc.server_message)
+            except RetryableError as exc:
+                return failure("gave_up", f"after {self.config.retry.attempts} attempts: {exc}")
+            except CircuitOpenError as exc:
+                self.stop_reason, self.stop_message = "circuit_open", str(exc)
+                return failure("not_attempted", str(exc))
+        built = build_record(self.task, example, variant, entry)
+        if isinstance(built, str):
+            reason, _, detail = built.partition(": ")
+            return failure(reason, detail)
+        if built.rationale is not None:
+            self.stats.rationales += 1
+        self.stats.record_prompt_tokens += built.usage.prompt_tokens
+        self.stats.record_completion_tokens += built.usage.completion_tokens
+        return built.to_json()
+
+    async def buy(self, body: dict[str, Any], tag: str, key: str) -> StoredResponse:
+        assert self.teacher is not None
+        teacher, tokens = self.teacher, _token_upper_bound(body)
+
+        async def attempt() -> dict[str, Any]:
+            self.breaker.check()
+            await self.limits.acquire(tokens)
+            await self.concurrency.acquire()
+            try:
+                self.stats.requests += 1
+                reply = await teacher.complete(body)
+            except RetryableError as exc:
+                self._count_failure(exc)
+                raise
+            finally:
+                self.concurrency.release()
+            self.breaker.record_success()
+            self.concurrency.on_success()
+            self.limits.observe(reply.headers)
+            return reply.body
+
+        def on_retry(error: RetryableError, wait_s: float) -> None:
+            self.stats.retries += 1
+
+        response = await call_with_retries(attempt, self.config.retry, on_retry)
+        usage = response.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        cost = self.config.cost(prompt_tokens, completion_tokens)
+        entry = StoredResponse(key=key, request=body, prompt_version=tag, response=response, cost_usd=cost)
+        await self.writer.put(entry)  # durable before the example counts as done
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.completion_tokens += completion_tokens
+        self.stats.dollars += cost or 0.0
+        return entry
+
+    def _count_failure(self, exc: RetryableError) -> None:
+        if exc.status == 429:
+            self.stats.rate_limited += 1
+            self.concurrency.on_throttle()
+            if exc.retry_after:
+                self.limits.pause(min(exc.retry_after, self.config.retry.retry_after_cap_s))
+        elif exc.status is not None and exc.status >= 500:
+            self.stats.server_errors += 1
+        self.breaker.record_failure(str(exc))
+
+    # -- ordered output -----------------------------------------------------------------------
+    def emit(self, seq: int, outcome: Outcome) -> None:
+        self.pending[seq] = outcome
+        while self.next_seq in self.pending:
+            done = self.pending.pop(self.next_seq)
+            if isinstance(done, Failure):
+                self.failures.write(done)
+                self.stats.fail(done.reason)
+            else:
+                self.shards.write_line(done)
+                self.stats.records += 1
+            self.stats.done += 1
+            self.next_seq += 1
+            self.window.release()
+
+    # -- the whole run ------------------------------------------------------------------------
+    def interrupt(self) -> None:
+        if self.stop_reason != "interrupted":
+            log.warning("interrupted: finishing requests in flight, then writing what is done")
+            self.stop_reason, self.stop_message = "interrupted", "interrupted"
+
+    async def run(self) -> RunResult:
+        started_at = time.time()
+        workers = [asyncio.create_task(self.work()) for _ in range(self.config.concurrency)]
+        producer = asyncio.create_task(self.produce())
+        progress = Progress(self.stats, self.config.progress, self.config.prices_known)
+        complete = False
+        try:
+            with progress:
+                await self._supervise(producer, workers, progress)
+            complete = self.stop_reason != "interrupted"
+        finally:
+            for task in [producer, *workers]:
+                task.cancel()
+            await asyncio.gather(producer, *workers, return_exceptions=True)
+            await self.writer.aclose()
+            self.ids.close()
+            self.failures.close()
+            self.shards.manifest_extra = self.manifest_extra(started_at)
+            self.shards.close(complete=complete)
+        return self.result()
+
+    async def _supervise(
+        self, producer: asyncio.Task[None], workers: list[asyncio.Task[None]], progress: Progress
+    ) -> None:
+        """Wait until the workers finish; raise a task's error; after an interrupt, allow a grace."""
+        grace_deadline: float | None = None
+        while True:
+            for task in [producer, *workers]:
+                if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+                    raise error
+            if all(w.done() for w in workers):
+                return
+            if self.stop_reason == "interrupted":
+                grace_deadline = grace_deadline or time.monotonic() + self.config.grace_s
+                if time.monotonic() >= grace_deadline:
+                    return
+            running = [t for t in [producer, *workers] if not t.done()]
+            await asyncio.wait(running, timeout=0.25, return_when=asyncio.FIRST_EXCEPTION)
+            progress.refresh()
+
+    def manifest_extra(self, started_at: float) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "prompts": {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)},
+            "settings": self.config.request_settings(),
+            "run": {**self.stats.summary(), "started_at": started_at, "finished_at": time.time()},
+        }
+
+    def result(self) -> RunResult:
+        summary = self.stats.summary()
+        notes = []
+        if self.stop_reason == "interrupted":
+            code = EXIT_INTERRUPTED
+        elif self.stop_reason is not None or self.stats.failures:
+            code = EXIT_PARTIAL
+            if self.stop_message:
+                notes.append(self.stop_message)
+        else:
+            code = EXIT_OK
+        if self.stats.done == 0 and self.stop_reason is None:
+            notes.append(f"the input {self.config.source} has no rows: nothing to annotate")
+        summary["complete"] = self.stop_reason != "interrupted"
+        summary["exit_code"] = code
+        return RunResult(summary, code, notes)
+
+
+async def annotate(config: AnnotateConfig) -> RunResult:
+    """Annotate (or, with `config.replay`, replay) a corpus into shards; see the module doc."""
+    with ResponseStore(config.cache_dir) as store:
+        if config.replay:
+            return await _run_with_signals(_Run(config, store, None))
+        async with TeacherClient(config.base_url, config.api_key, config.concurrency, config.timeout_s) as teacher:
+            return await _run_with_signals(_Run(config, store, teacher))
+
+
+async def _run_with_signals(run: _Run) -> RunResult:
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, run.interrupt)
+    try:
+        return await run.run()
+    except LabelmillError:
+        raise
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGINT)

@@ -1,0 +1,122 @@
+"""One attempt at a chat completion over a pooled aiohttp client.
+
+Why aiohttp and not httpx or the openai SDK: measured on this machine against our mock teacher on
+one client core (benchmarks/http_clients.py), plain httpx.AsyncClient collapses at high concurrency,
+the openai SDK (on httpx2) reaches about a third of aiohttp's request rate, and raw aiohttp is the
+only client fast enough for the engine's goals. aiohttp is the one HTTP stack we ship: the client
+here and the mock teacher's server.
+
+This module makes exactly one attempt and classifies the outcome; retrying lives in `_retry`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from labelmill._exceptions import TeacherStatusError
+
+RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
+# Statuses that concern one request (its size or content), not the run: the example becomes a
+# failure row and the run goes on. Any other 4xx (401, 403, 404, ...) stops the run at once.
+EXAMPLE_STATUSES = frozenset({400, 413, 422})
+
+
+class RetryableError(Exception):
+    """An attempt that may succeed if repeated: 408/409/429/5xx, a timeout, a dropped connection."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind = kind  # "status", "timeout", "connection"
+        self.status = status
+        self.retry_after = retry_after
+
+
+class RequestRejected(TeacherStatusError):
+    """The server rejected this request (400/413/422), e.g. too long for the model's context."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    body: dict[str, Any]
+    headers: Mapping[str, str]
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms` (OpenAI) or `retry-after` (seconds), if present."""
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is not None:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            return None  # an HTTP date: fall back to backoff
+    return None
+
+
+def _server_message(text: str) -> str:
+    try:
+        data = json.loads(text)
+        error = data.get("error", data) if isinstance(data, dict) else data
+        message = error.get("message", text) if isinstance(error, dict) else str(error)
+        return str(message)[:500]
+    except ValueError:
+        return text.strip()[:500] or "(empty body)"
+
+
+class TeacherClient:
+    """A pooled OpenAI-compatible chat-completions client. Use `async with`."""
+
+    def __init__(self, base_url: str, api_key: str | None, connections: int, timeout_s: float) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        self._connections = connections
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> TeacherClient:
+        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, headers=self._headers, json_serialize=json.dumps
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def complete(self, body: Mapping[str, Any]) -> Reply:
+        """One attempt. Raises RetryableError, RequestRejected or TeacherStatusError."""
+        assert self._session is not None, "use `async with TeacherClient(...)`"
+        try:
+            async with self._session.post(self.url, data=json.dumps(body)) as response:
+                text = await response.text()
+                headers = response.headers
+                status = response.status
+        except TimeoutError as exc:
+            raise RetryableError("timeout", "the teacher did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise RetryableError("connection", f"connection failed: {exc.__class__.__name__}: {exc}") from exc
+        if status == 200:
+            try:
+                data = json.loads(text)
+            except ValueError as exc:
+                raise RetryableError("status", "the teacher sent a response that is not JSON", 200) from exc
+            return Reply(data, headers)
+        message = _server_message(text)
+        if status in RETRYABLE_STATUSES:
+            raise RetryableError("status", f"HTTP {status}: {message}", status, parse_retry_after(headers))
+        if status in EXAMPLE_STATUSES:
+            raise RequestRejected(status, message)
+        raise TeacherStatusError(status, message)
