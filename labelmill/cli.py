@@ -254,6 +254,8 @@ def _manifest_settings(out_dir: Path) -> dict[str, Any]:
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--context-tokens", type=int, default=16_384, show_default=True)
 @click.option("--rationale-words", type=int, default=24, show_default=True)
+@click.option("--wrong-percent", type=click.IntRange(0, 100), default=15, show_default=True,
+              help="On generated corpora, how often to answer at random.")  # fmt: skip
 @click.option("--api-key", "require_key", default=None, help="Answer 401 to any other key.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--answers", type=click.Path(dir_okay=False, exists=True), default=None,

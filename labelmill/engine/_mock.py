@@ -25,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 
+from labelmill.corpus import CATEGORIES
+
 _CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
 _CHOICE = re.compile(r"\(([a-z])\)\s*(.*?)(?=\s+\([a-z]\)\s|\s*$)")
 _LABELS_LINE = re.compile(r"^\s*Labels:\s*(.*)$", re.MULTILINE)
@@ -49,6 +51,7 @@ class MockConfig:
     retry_after_s: float | None = None  # fixed retry-after on 429s; default: when the window frees up
     api_key: str | None = None  # when set, other keys get 401
     seed: int = 0
+    wrong_percent: int = 15  # on generated corpora, how often the mock answers at random instead
     answers: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -263,7 +266,9 @@ class MockTeacher:
         options = _options(prompt)
         if not options:
             return "Answer: unknown"
-        pick = _stable_index(question + "|" + "|".join(o for _, o in options), len(options))
+        pick = _known_answer(question, options)
+        if pick is None or _stable_index("wrong|" + question, 100) < self.config.wrong_percent:
+            pick = _stable_index(question + "|" + "|".join(o for _, o in options), len(options))
         letter, text = options[pick]
         answer = f"({letter}) {text}" if letter else text
         if "Rationale:" not in prompt:
@@ -284,7 +289,11 @@ class MockTeacher:
 
     def _rationale(self, question: str, answer: str) -> str:
         words = re.findall(r"[A-Za-z']+", question) or ["it"]
-        base = f"{answer} is the best fit because the question is about".split()
+        category = next((c for c, members in CATEGORIES.items() if answer in members), None)
+        if category is not None:
+            base = f"{answer} is a kind of {category}, and the question asks for a {category}, so".split()
+        else:
+            base = f"{answer} is the best fit because the question is about".split()
         out = base + [words[i % len(words)].lower() for i in range(max(0, self.config.rationale_words - len(base)))]
         return " ".join(out[: max(1, self.config.rationale_words)]) + "."
 
@@ -303,6 +312,16 @@ def _options(prompt: str) -> list[tuple[str, str]]:
     if labels_line:
         return [("", label.strip()) for label in labels_line.group(1).split(",") if label.strip()]
     return []
+
+
+def _known_answer(question: str, options: list[tuple[str, str]]) -> int | None:
+    """On corpora from `labelmill.corpus`, the choice that belongs to the asked-for category."""
+    for category, members in CATEGORIES.items():
+        if re.search(rf"\b{category}\b", question):
+            for i, (_, text) in enumerate(options):
+                if text in members:
+                    return i
+    return None
 
 
 def _stable_index(text: str, n: int) -> int:

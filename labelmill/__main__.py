@@ -1,0 +1,3 @@
+from labelmill.cli import main
+
+main()

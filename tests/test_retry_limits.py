@@ -1,0 +1,167 @@
+"""Retry policy, rate limits, AIMD and the circuit breaker, with injected time (no real sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+from tenacity import RetryCallState
+
+from labelmill._exceptions import CircuitOpenError, TeacherStatusError
+from labelmill.engine import AdaptiveConcurrency, CircuitBreaker, RateLimits, RetryableError, RetryPolicy
+from labelmill.engine._limits import _parse_duration
+from labelmill.engine._retry import call_with_retries, wait_retry_after_or_backoff
+from labelmill.engine._teacher import parse_retry_after
+
+
+class Flaky:
+    def __init__(self, errors: list[Exception]) -> None:
+        self.errors = errors
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "ok"
+
+
+async def test_retries_retryable_errors_honouring_retry_after() -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    func = Flaky([RetryableError("status", "429", 429, retry_after=2.5), RetryableError("timeout", "slow")])
+    retries: list[float] = []
+    result = await call_with_retries(func, RetryPolicy(attempts=3), lambda e, w: retries.append(w), fake_sleep)
+    assert result == "ok" and func.calls == 3
+    assert slept[0] == 2.5  # the server's retry-after
+    assert 0 <= slept[1] <= 1.0  # full jitter under base * 2
+    assert retries == slept
+
+
+async def test_retry_after_is_capped() -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    func = Flaky([RetryableError("status", "429", 429, retry_after=3600)])
+    await call_with_retries(func, RetryPolicy(attempts=2, retry_after_cap_s=30), None, fake_sleep)
+    assert slept == [30]
+
+
+async def test_status_errors_that_cannot_succeed_are_not_retried() -> None:
+    async def fake_sleep(seconds: float) -> None:
+        raise AssertionError("must not sleep")
+
+    for status in (400, 401, 403, 404):
+        func = Flaky([TeacherStatusError(status, "no")])
+        with pytest.raises(TeacherStatusError):
+            await call_with_retries(func, RetryPolicy(attempts=5), None, fake_sleep)
+        assert func.calls == 1
+
+
+async def test_attempts_run_out_and_the_last_error_is_raised() -> None:
+    async def fake_sleep(seconds: float) -> None:
+        pass
+
+    func = Flaky([RetryableError("connection", f"drop {i}") for i in range(10)])
+    with pytest.raises(RetryableError, match="drop 3"):
+        await call_with_retries(func, RetryPolicy(attempts=4), None, fake_sleep)
+    assert func.calls == 4
+
+
+def test_backoff_grows_exponentially_within_the_cap() -> None:
+    wait = wait_retry_after_or_backoff(RetryPolicy(backoff_base_s=1, backoff_cap_s=8), random.Random(0))
+    ceilings = []
+    for attempt in range(1, 7):
+        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        samples = [wait(state) for _ in range(200)]
+        assert min(samples) >= 0
+        ceilings.append(max(samples))
+    assert ceilings[0] <= 1 and 2 < ceilings[2] <= 4 and all(c <= 8 for c in ceilings)
+
+
+def test_retry_after_headers() -> None:
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
+    assert parse_retry_after({}) is None
+    assert _parse_duration("6m0s") == 360 and _parse_duration("250ms") == 0.25
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_rpm_bucket_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
+    limits = RateLimits(rpm=6000)  # 100/s: a burst of one, then one every ~10 ms
+    await limits.acquire(10)
+    assert limits._requests is not None
+    assert not limits._requests.has_capacity()
+    clock.now += 0.011
+    assert limits._requests.has_capacity()
+
+
+async def test_limits_tighten_from_headers_and_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
+    limits = RateLimits(rpm=10_000)
+    limits.observe({"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "20000"})
+    assert limits.rpm == 500 and limits.tpm == 20000
+    limits.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"})
+    assert limits._pause_until == pytest.approx(clock.now + 2)
+
+
+async def test_aimd_halves_on_throttle_and_recovers(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
+    gate = AdaptiveConcurrency(maximum=64, cooldown_s=1.0)
+    gate.on_throttle()
+    gate.on_throttle()  # within the cooldown: one decrease per burst of 429s
+    assert gate.limit == 32
+    clock.now += 1.5
+    gate.on_throttle()
+    assert gate.limit == 16
+    for _ in range(200):
+        gate.on_success()
+    assert 16 < gate.limit <= 64
+
+
+async def test_adaptive_concurrency_bounds_holders() -> None:
+    gate = AdaptiveConcurrency(maximum=2)
+    await gate.acquire()
+    await gate.acquire()
+    third = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    assert not third.done()
+    gate.release()
+    await third
+    assert gate.in_flight == 2
+
+
+def test_circuit_breaker_opens_only_after_a_sustained_failure_period() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(window_s=60, min_failures=3, clock=clock)
+    for _ in range(5):
+        breaker.record_failure("HTTP 503")
+    assert not breaker.is_open  # many failures, but not for long
+    clock.now += 30
+    breaker.record_success()
+    clock.now += 45
+    breaker.record_failure("HTTP 429")
+    assert not breaker.is_open  # a success reset the clock
+    breaker.record_failure("HTTP 429")
+    clock.now += 61
+    with pytest.raises(CircuitOpenError, match="HTTP 429"):
+        breaker.record_failure("HTTP 429")
