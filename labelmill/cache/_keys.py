@@ -29,7 +29,14 @@ def _normalise(value: Any) -> Any:
     different tokens for them and may answer differently; merging them would serve one prompt's
     answer to another.
     """
-    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): _normalise(v) for k, v in value.items()}
+    if kind is list:
+        return [_normalise(v) for v in value]
+    if isinstance(value, bool | str | int):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -84,6 +84,7 @@ class _Run:
         self.next_seq = 0
         self.stop_reason: str | None = None  # "circuit_open" (drain as failures) or "interrupted"
         self.stop_message = ""
+        self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
 
     # -- producer -----------------------------------------------------------------------------
     def _read_batch(self, rows: Iterator[Row]) -> list[tuple[Row, Example | None, str | None]]:
@@ -109,7 +110,7 @@ class _Run:
         try:
             await self._produce()
         finally:
-            for _ in range(self.config.concurrency):  # one end-of-input mark per worker
+            for _ in range(self.config.workers):  # one end-of-input mark per worker
                 await self.queue.put(None)
 
     async def _produce(self) -> None:
@@ -149,7 +150,7 @@ class _Run:
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens or prompt.max_tokens,
         }
-        return body, self.task.prompt_tag(variant), variant
+        return body, self.tags[variant], variant
 
     async def process(self, item: _Item) -> Outcome:
         example, row = item.example, item.row
@@ -255,7 +256,7 @@ class _Run:
 
     async def run(self) -> RunResult:
         started_at = time.time()
-        workers = [asyncio.create_task(self.work()) for _ in range(self.config.concurrency)]
+        workers = [asyncio.create_task(self.work()) for _ in range(self.config.workers)]
         producer = asyncio.create_task(self.produce())
         progress = Progress(self.stats, self.config.progress, self.config.prices_known)
         complete = False
@@ -296,7 +297,7 @@ class _Run:
     def manifest_extra(self, started_at: float) -> dict[str, Any]:
         return {
             "task": self.task.name,
-            "prompts": {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)},
+            "prompts": self.tags,
             "settings": self.config.request_settings(),
             "run": {**self.stats.summary(), "started_at": started_at, "finished_at": time.time()},
         }

@@ -86,7 +86,10 @@ class TeacherClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> TeacherClient:
-        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections)
+        plain_http = self.url.startswith("http://")  # a local server: skip building a TLS context
+        connector = aiohttp.TCPConnector(
+            limit=self._connections, limit_per_host=self._connections, ssl=False if plain_http else True
+        )
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, headers=self._headers, json_serialize=json.dumps
         )
@@ -100,8 +103,8 @@ class TeacherClient:
         """One attempt. Raises RetryableError, RequestRejected or TeacherStatusError."""
         assert self._session is not None, "use `async with TeacherClient(...)`"
         try:
-            async with self._session.post(self.url, data=json.dumps(body)) as response:
-                text = await response.text()
+            async with self._session.post(self.url, data=json.dumps(body).encode("utf-8")) as response:
+                text = await response.read()  # bytes: json.loads decodes UTF-8 without charset sniffing
                 headers = response.headers
                 status = response.status
         except TimeoutError as exc:
@@ -114,7 +117,7 @@ class TeacherClient:
             except ValueError as exc:
                 raise RetryableError("status", "the teacher sent a response that is not JSON", 200) from exc
             return Reply(data, headers)
-        message = _server_message(text)
+        message = _server_message(text.decode("utf-8", errors="replace"))
         if status in RETRYABLE_STATUSES:
             raise RetryableError("status", f"HTTP {status}: {message}", status, parse_retry_after(headers))
         if status in EXAMPLE_STATUSES:
