@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from labelmill._exceptions import CircuitOpenError, LabelmillError
+from labelmill._exceptions import CircuitOpenError, LabelmillError, TeacherStatusError
 from labelmill.cache import AsyncStoreWriter, ResponseStore, ShardWriter, StoredResponse, request_key
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine._input import Row, iter_rows
@@ -84,6 +84,7 @@ class _Run:
         self.next_seq = 0
         self.stop_reason: str | None = None  # "circuit_open" (drain as failures) or "interrupted"
         self.stop_message = ""
+        self.fatal: TeacherStatusError | None = None  # a status that ends the run (401, 403, 404, ...)
         self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
 
     # -- producer -----------------------------------------------------------------------------
@@ -177,6 +178,9 @@ class _Run:
             except CircuitOpenError as exc:
                 self.stop_reason, self.stop_message = "circuit_open", str(exc)
                 return failure("not_attempted", str(exc))
+            except TeacherStatusError as exc:  # 401, 403, 404...: nothing else will work either
+                self.fatal = self.fatal or exc
+                raise self.fatal from None
         built = build_record(self.task, example, variant, entry)
         if isinstance(built, str):
             reason, _, detail = built.partition(": ")
@@ -196,10 +200,17 @@ class _Run:
             await self.limits.acquire(tokens)
             await self.concurrency.acquire()
             try:
+                if self.fatal is not None:  # checked after the wait: it may have been set meanwhile
+                    raise self.fatal
                 self.stats.requests += 1
                 reply = await teacher.complete(body)
             except RetryableError as exc:
                 self._count_failure(exc)
+                raise
+            except RequestRejected:
+                raise
+            except TeacherStatusError as exc:
+                self.fatal = self.fatal or exc
                 raise
             finally:
                 self.concurrency.release()

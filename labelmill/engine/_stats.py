@@ -31,6 +31,7 @@ class RunStats:
     record_prompt_tokens: int = 0  # over every record written, cached or not
     record_completion_tokens: int = 0
     started: float = field(default_factory=time.monotonic)
+    started_cpu: float = field(default_factory=time.process_time)
 
     def fail(self, reason: str) -> None:
         self.failures += 1
@@ -60,6 +61,7 @@ class RunStats:
             },
             "dollars": round(self.dollars, 8),
             "seconds": round(seconds, 3),
+            "cpu_seconds": round(time.process_time() - self.started_cpu, 3),
             "examples_per_s": round(self.done / seconds, 1) if seconds > 0 else 0.0,
         }
 
