@@ -11,7 +11,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import wraps
 from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
@@ -60,6 +60,16 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             _fail(str(exc), EXIT_ERROR)
 
     return wrapper
+
+
+def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
+    """Run on uvloop where it is installed (less CPU per request), else on asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
 
 
 def print_json(data: Any) -> None:
@@ -200,7 +210,7 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
         rationale_rate=_rate(rate_text), timeout_s=timeout_s, retry=RetryPolicy(attempts=attempts),
         progress=not as_json, **options,
     )  # fmt: skip
-    _finish(asyncio.run(annotate_corpus(config)), as_json)
+    _finish(run_async(annotate_corpus(config)), as_json)
 
 
 @main.command()
@@ -214,11 +224,12 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
 @click.option("--rationale-rate", "rate_text", default=None, help="Default: the manifest's, else 1.")
 @click.option("--seed", type=int, default=None)
 @click.option("--max-tokens", type=click.IntRange(1), default=None)
+@click.option("--limit", type=click.IntRange(0), default=None, help="Replay only the first N rows.")
 @click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @handle_errors
 def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: str | None, model: str | None,
-           rate_text: str | None, seed: int | None, max_tokens: int | None, shard_size: int,
+           rate_text: str | None, seed: int | None, max_tokens: int | None, limit: int | None, shard_size: int,
            as_json: bool) -> None:  # fmt: skip
     """Rebuild shards from the store alone, offline: opens no socket."""
     _setup_logging(as_json)
@@ -230,9 +241,9 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
         seed=seed if seed is not None else int(settings.get("seed", 0)),
         max_tokens=max_tokens or settings.get("max_tokens"),
         temperature=float(settings.get("temperature", 0.0)),
-        shard_size=shard_size, replay=True, progress=not as_json,
+        shard_size=shard_size, limit=limit, replay=True, progress=not as_json,
     )  # fmt: skip
-    _finish(asyncio.run(annotate_corpus(config)), as_json)
+    _finish(run_async(annotate_corpus(config)), as_json)
 
 
 def _manifest_settings(out_dir: Path) -> dict[str, Any]:
@@ -266,7 +277,7 @@ def mock_teacher(host: str, port: int, answers: str | None, require_key: str | N
 
     config = MockConfig(api_key=require_key, answers=load_answers(answers) if answers else [], **options)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, host, port))
+        run_async(serve(config, host, port))
 
 
 # -- commands of later issues ---------------------------------------------------------------------
@@ -298,5 +309,28 @@ def bench() -> None:
     """Benchmarks: annotation cost per example, engine speed."""
 
 
-_register_pending(bench, {"cost": ("Tokens and dollars per example.", 4), "engine": ("Engine speed.", 3)})
+@bench.command("engine")
+@click.option("--n", type=click.IntRange(1), default=3000, show_default=True, help="Requests.")
+@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Mock teacher latency.")
+@click.option("--concurrency", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--rpm", type=int, default=None, help="Server limit; the engine is told the same.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@handle_errors
+def bench_engine(n: int, latency_ms: float, concurrency: int, rpm: int | None, as_json: bool) -> None:
+    """Run `annotate` against a mock teacher in its own process; report req/s, CPU and memory."""
+    import tempfile
+
+    from labelmill.engine._bench import Workload, run_workload
+
+    workload = Workload("engine", n, latency_ms, concurrency, server_rpm=rpm, client_rpm=rpm)
+    with tempfile.TemporaryDirectory(prefix="labelmill-bench-") as tmp:
+        result = run_workload(workload, Path(tmp))
+    if as_json:
+        print_json(result)
+    else:
+        for name, value in result.items():
+            click.echo(f"{name:>20}: {value}")
+
+
+_register_pending(bench, {"cost": ("Tokens and dollars per example.", 4)})
 _register_pending(main, _PENDING)

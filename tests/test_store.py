@@ -148,3 +148,13 @@ def test_corrupt_entry_raises_a_clear_error_on_get(tmp_path: Path) -> None:
         store._cache.set("sha256:garbage", "[1, 2]")
         with pytest.raises(StoreCorruptError, match="sha256:garbage"):
             store.get("sha256:garbage")
+
+
+def test_get_many_agrees_with_get(tmp_path: Path) -> None:
+    with ResponseStore(tmp_path) as store:
+        entries = [entry(i) for i in range(1200)]  # more than one 500-key query
+        store.put_many(entries[::2])
+        keys = [e.key for e in entries] + ["sha256:missing"]
+        found = store.get_many(keys)
+        assert set(found) == {e.key for e in entries[::2]}
+        assert all(found[k] == store.get(k) for k in found)

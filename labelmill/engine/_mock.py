@@ -131,9 +131,9 @@ class MockTeacher:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.Server)
-        bound_port = server.sockets[0].getsockname()[1]
+        sockets = getattr(site._server, "sockets", None)  # asyncio's or uvloop's server
+        assert sockets, "the mock teacher's server has no listening socket"
+        bound_port = sockets[0].getsockname()[1]
         self.base_url = f"http://{host}:{bound_port}/v1"
         return self.base_url
 

@@ -19,7 +19,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labelmill._exceptions import CircuitOpenError, LabelmillError, TeacherStatusError
@@ -38,6 +38,7 @@ log = logging.getLogger("labelmill")
 
 EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 3, 130
 _READ_BATCH = 512
+_FIRST_BATCH = 32
 
 
 @dataclass(slots=True)
@@ -48,13 +49,27 @@ class RunResult:
 
 
 @dataclass(frozen=True, slots=True)
-class _Item:
-    seq: int
+class _Request:
+    """An example whose response is not in the store: it goes to the teacher."""
+
     row: Row
     example: Example
+    body: dict[str, Any]
+    tag: str
+    variant: str
+    key: str
+    seq: int = -1
 
 
-Outcome = str | Failure  # a serialised shard record, or a failure row
+@dataclass(frozen=True, slots=True)
+class Done:
+    line: str  # the serialised shard record
+    rationale: bool
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Outcome = Done | Failure
 
 
 def _token_upper_bound(body: dict[str, Any]) -> int:
@@ -79,7 +94,7 @@ class _Run:
         self.concurrency = AdaptiveConcurrency(config.concurrency)
         self.breaker = CircuitBreaker(window_s=config.breaker_s)
         self.window = asyncio.Semaphore(config.window)
-        self.queue: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=config.concurrency * 2)
+        self.queue: asyncio.Queue[_Request | None] = asyncio.Queue(maxsize=config.workers)
         self.pending: dict[int, Outcome] = {}
         self.next_seq = 0
         self.stop_reason: str | None = None  # "circuit_open" (drain as failures) or "interrupted"
@@ -88,24 +103,42 @@ class _Run:
         self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
 
     # -- producer -----------------------------------------------------------------------------
-    def _read_batch(self, rows: Iterator[Row]) -> list[tuple[Row, Example | None, str | None]]:
-        """Runs in a thread: read, render and check ids for up to _READ_BATCH rows."""
-        batch: list[tuple[Row, Example | None, str | None]] = []
-        for row in itertools.islice(rows, _READ_BATCH):
+    def _prepare(self, rows: Iterator[Row], max_rows: int) -> tuple[list[Outcome | _Request], int]:
+        """Runs in a thread: read up to `max_rows` rows, render them, check ids, build requests,
+        and resolve the ones already in the store with one query. Returns outcomes or requests in
+        input order, and how many came from the store."""
+        prepared: list[Outcome | _Request] = []
+        requests: list[_Request] = []
+        for row in itertools.islice(rows, max_rows):
             if row.data is None:
-                batch.append((row, None, row.error))
+                prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", row.error or ""))
                 continue
             try:
-                batch.append((row, self.task.render(row.data, row.index), None))
+                example = self.task.render(row.data, row.index)
             except ValueError as exc:
-                batch.append((row, None, str(exc)))
-        rendered = [(i, r, e) for i, (r, e, _) in enumerate(batch) if e is not None]
-        seen = self.ids.first_lines([(e.id, r.line) for _, r, e in rendered if e is not None])
-        for position, first_line in seen.items():
-            i, row, example = rendered[position]
-            assert example is not None
-            batch[i] = (row, None, f"duplicate id {example.id!r}: line {row.line} repeats line {first_line}")
-        return batch
+                prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", str(exc)))
+                continue
+            body, tag, variant = self.request_for(example)
+            request = _Request(row, example, body, tag, variant, request_key(body, tag))
+            prepared.append(request)
+            requests.append(request)
+        repeated = self.ids.first_lines([(r.example.id, r.row.line) for r in requests])
+        duplicates = {id(requests[i]): line for i, line in repeated.items()}
+        stored = self.store.get_many([r.key for r in requests])
+        hits = 0
+        for position, item in enumerate(prepared):
+            if not isinstance(item, _Request):
+                continue
+            if id(item) in duplicates:
+                detail = f"duplicate id {item.example.id!r}: line {item.row.line} repeats line {duplicates[id(item)]}"
+                prepared[position] = Failure(item.example.index, None, item.row.file, item.row.line, "duplicate_id",
+                                             detail)  # fmt: skip
+            elif item.key in stored:
+                hits += 1
+                prepared[position] = self.finish(item, stored[item.key])
+            elif self.teacher is None:
+                prepared[position] = self.failure(item, "not_cached", "no response in the store for this request")
+        return prepared, hits
 
     async def produce(self) -> None:
         try:
@@ -118,19 +151,24 @@ class _Run:
         rows = iter_rows(self.config.source)
         seq = 0
         limit = self.config.limit
+        batch_size = _FIRST_BATCH  # small at first, so that the first requests go out at once
         while self.stop_reason != "interrupted":
-            batch = await asyncio.to_thread(self._read_batch, rows)
-            if not batch:
+            max_rows = batch_size if limit is None else min(batch_size, limit - seq)
+            batch_size = min(_READ_BATCH, batch_size * 4)
+            if max_rows <= 0:
                 break
-            for row, example, error in batch:
-                if (limit is not None and seq >= limit) or self.stop_reason == "interrupted":
-                    return
+            prepared, hits = await asyncio.to_thread(self._prepare, rows, max_rows)
+            if not prepared:
+                break
+            self.stats.cache_hits += hits
+            for item in prepared:
                 await self.window.acquire()
-                if example is None:
-                    reason = "duplicate_id" if error and error.startswith("duplicate id") else "bad_input"
-                    self.emit(seq, Failure(row.index, None, row.file, row.line, reason, error or ""))
+                if self.stop_reason == "interrupted":
+                    return
+                if isinstance(item, _Request):
+                    await self.queue.put(replace(item, seq=seq))
                 else:
-                    await self.queue.put(_Item(seq, row, example))
+                    self.emit(seq, item)
                 seq += 1
         self.stats.total = seq
 
@@ -153,43 +191,36 @@ class _Run:
         }
         return body, self.tags[variant], variant
 
-    async def process(self, item: _Item) -> Outcome:
-        example, row = item.example, item.row
-        body, tag, variant = self.request_for(example)
-        key = request_key(body, tag)
+    @staticmethod
+    def failure(item: _Request, reason: str, detail: str) -> Failure:
+        row, example = item.row, item.example
+        return Failure(example.index, example.id, row.file, row.line, reason, detail, item.key)
 
-        def failure(reason: str, detail: str) -> Failure:
-            return Failure(example.index, example.id, row.file, row.line, reason, detail, key)
-
-        entry = self.store.get(key)
-        if entry is not None:
-            self.stats.cache_hits += 1
-        elif self.teacher is None:
-            return failure("not_cached", "no response in the store for this request")
-        elif self.stop_reason is not None:
-            return failure("not_attempted", self.stop_message)
-        else:
-            try:
-                entry = await self.buy(body, tag, key)
-            except RequestRejected as exc:
-                return failure("refused", exc.server_message)
-            except RetryableError as exc:
-                return failure("gave_up", f"after {self.config.retry.attempts} attempts: {exc}")
-            except CircuitOpenError as exc:
-                self.stop_reason, self.stop_message = "circuit_open", str(exc)
-                return failure("not_attempted", str(exc))
-            except TeacherStatusError as exc:  # 401, 403, 404...: nothing else will work either
-                self.fatal = self.fatal or exc
-                raise self.fatal from None
-        built = build_record(self.task, example, variant, entry)
+    def finish(self, item: _Request, entry: StoredResponse) -> Outcome:
+        """Parse a stored response into a record, or a failure row saying why it is not one."""
+        built = build_record(self.task, item.example, item.variant, entry)
         if isinstance(built, str):
             reason, _, detail = built.partition(": ")
-            return failure(reason, detail)
-        if built.rationale is not None:
-            self.stats.rationales += 1
-        self.stats.record_prompt_tokens += built.usage.prompt_tokens
-        self.stats.record_completion_tokens += built.usage.completion_tokens
-        return built.to_json()
+            return self.failure(item, reason, detail)
+        usage = built.usage
+        return Done(built.to_json(), built.rationale is not None, usage.prompt_tokens, usage.completion_tokens)
+
+    async def process(self, item: _Request) -> Outcome:
+        if self.stop_reason is not None:
+            return self.failure(item, "not_attempted", self.stop_message)
+        try:
+            entry = await self.buy(item.body, item.tag, item.key)
+        except RequestRejected as exc:
+            return self.failure(item, "refused", exc.server_message)
+        except RetryableError as exc:
+            return self.failure(item, "gave_up", f"after {self.config.retry.attempts} attempts: {exc}")
+        except CircuitOpenError as exc:
+            self.stop_reason, self.stop_message = "circuit_open", str(exc)
+            return self.failure(item, "not_attempted", str(exc))
+        except TeacherStatusError as exc:  # 401, 403, 404...: nothing else will work either
+            self.fatal = self.fatal or exc
+            raise self.fatal from None
+        return self.finish(item, entry)
 
     async def buy(self, body: dict[str, Any], tag: str, key: str) -> StoredResponse:
         assert self.teacher is not None
@@ -253,8 +284,11 @@ class _Run:
                 self.failures.write(done)
                 self.stats.fail(done.reason)
             else:
-                self.shards.write_line(done)
+                self.shards.write_line(done.line)
                 self.stats.records += 1
+                self.stats.rationales += done.rationale
+                self.stats.record_prompt_tokens += done.prompt_tokens
+                self.stats.record_completion_tokens += done.completion_tokens
             self.stats.done += 1
             self.next_seq += 1
             self.window.release()

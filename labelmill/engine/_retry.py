@@ -30,7 +30,7 @@ class RetryPolicy:
     retry_after_cap_s: float = 60.0
 
 
-class wait_retry_after_or_backoff(wait_base):  # noqa: N801 - tenacity's naming style
+class wait_retry_after_or_backoff(wait_base):
     """The server's retry-after (capped) if it sent one, else full-jitter exponential backoff."""
 
     def __init__(self, policy: RetryPolicy, rng: random.Random | None = None, attempt_offset: int = 0) -> None:
