@@ -6,11 +6,13 @@ import asyncio
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tenacity import RetryCallState
 
 from labelmill._exceptions import CircuitOpenError, TeacherStatusError
 from labelmill.engine import AdaptiveConcurrency, CircuitBreaker, RateLimits, RetryableError, RetryPolicy
-from labelmill.engine._limits import _parse_duration
+from labelmill.engine._limits import RateLimiter, _parse_duration
 from labelmill.engine._retry import call_with_retries, wait_retry_after_or_backoff
 from labelmill.engine._teacher import parse_retry_after
 
@@ -102,15 +104,49 @@ class FakeClock:
         return self.now
 
 
-async def test_rpm_bucket_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rate_limiter_schedules_exact_spacing() -> None:
+    limiter = RateLimiter(per_second=100, burst=2)
+    waits = [limiter.reserve(1, now=0.0) for _ in range(5)]
+    assert waits == pytest.approx([0, 0, 0.01, 0.02, 0.03])
+    # A caller that arrives after its slot goes at once, and the schedule restarts from now.
+    assert limiter.reserve(1, now=5.0) == 0
+    assert limiter.reserve(1, now=5.0) == 0
+    assert limiter.reserve(1, now=5.0) == pytest.approx(0.01)
+
+
+def test_token_amounts_wait_in_proportion() -> None:
+    limiter = RateLimiter(per_second=1000, burst=1)  # 1,000 tokens a second
+    assert limiter.reserve(1, now=0.0) == 0
+    assert limiter.reserve(500, now=0.0) == pytest.approx(0.5)
+    assert limiter.reserve(5000, now=0.0) == pytest.approx(5.5)  # bigger than a burst: waits, never fails
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.floats(1, 500),
+    burst=st.integers(1, 5),
+    gaps=st.lists(st.floats(0, 0.05), min_size=1, max_size=300),
+)
+def test_no_window_ever_sees_more_than_burst_plus_rate(rate: float, burst: int, gaps: list[float]) -> None:
+    limiter = RateLimiter(per_second=rate, burst=burst)
+    now, departures = 0.0, []
+    for gap in gaps:
+        now += gap
+        departures.append(now + limiter.reserve(1, now))
+    departures.sort()
+    window = 1.0
+    for i, start in enumerate(departures):
+        inside = sum(1 for d in departures[i:] if d < start + window - 1e-9)
+        assert inside <= burst + rate * window + 1e-6
+
+
+async def test_rate_limits_run_just_under_the_account_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = FakeClock()
     monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
-    limits = RateLimits(rpm=6000)  # 100/s: a burst of one, then one every ~10 ms
-    await limits.acquire(10)
-    assert limits._requests is not None
-    assert not limits._requests.has_capacity()
-    clock.now += 0.011
-    assert limits._requests.has_capacity()
+    limits = RateLimits(rpm=6000, tpm=600_000)
+    assert limits._requests is not None and limits._tokens is not None
+    assert limits._requests.per_second == pytest.approx(98.0)
+    assert limits._tokens.per_second == pytest.approx(9800.0)
 
 
 async def test_limits_tighten_from_headers_and_pause(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -156,8 +156,12 @@ class MockTeacher:
         return web.json_response({name: getattr(self.stats, name) for name in MockStats.__slots__})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        self.stats.requests += 1
+        # Latency counts from arrival: the work below happens inside it, so a burst of requests
+        # is not answered later than the configured latency because the mock was busy.
         config = self.config
+        delay = config.latency_ms + (self._rng.uniform(-1, 1) * config.jitter_ms if config.jitter_ms else 0)
+        answer_at = asyncio.get_running_loop().time() + max(0.0, delay) / 1000
+        self.stats.requests += 1
         if config.api_key is not None and request.headers.get("authorization") != f"Bearer {config.api_key}":
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
         try:
@@ -190,9 +194,6 @@ class MockTeacher:
             self.stats.server_errors += 1
             status = 500 if self._rng.random() < 0.5 else 503
             return _error(status, "The server had an error while processing your request.", "server_error")
-        delay = config.latency_ms + (self._rng.uniform(-1, 1) * config.jitter_ms if config.jitter_ms else 0)
-        if delay > 0:
-            await asyncio.sleep(delay / 1000)
         content = self.answer(prompt)
         words = content.split(" ")
         while count_tokens(content) > max_tokens and len(words) > 1:
@@ -209,6 +210,9 @@ class MockTeacher:
         }
         if body.get("logprobs"):
             choice["logprobs"] = self._logprobs(prompt, int(body.get("top_logprobs") or 2))
+        wait = answer_at - asyncio.get_running_loop().time()
+        if wait > 0:
+            await asyncio.sleep(wait)
         return web.json_response(
             {
                 "id": "chatcmpl-mock",

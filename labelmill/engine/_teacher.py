@@ -87,9 +87,7 @@ class TeacherClient:
 
     async def __aenter__(self) -> TeacherClient:
         plain_http = self.url.startswith("http://")  # a local server: skip building a TLS context
-        connector = aiohttp.TCPConnector(
-            limit=self._connections, limit_per_host=self._connections, ssl=not plain_http
-        )
+        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections, ssl=not plain_http)
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, headers=self._headers, json_serialize=json.dumps
         )
