@@ -12,6 +12,7 @@ left alone, so a prompt may show JSON.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -105,17 +106,24 @@ def format_choices(choices: list[str]) -> str:
     return " ".join(f"({LETTERS[i]}) {c}" for i, c in enumerate(choices))
 
 
+@functools.lru_cache(maxsize=64)
+def _compile(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Split a template once into literal parts and the field names between them."""
+    parts = _PLACEHOLDER.split(template)
+    return tuple(parts[0::2]), tuple(parts[1::2])
+
+
 def fill(template: str, fields: Mapping[str, Any]) -> str:
     """Replace `{name}` placeholders; a placeholder the row lacks is an error naming it."""
-
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
+    literals, names = _compile(template)
+    out = [literals[0]]
+    for name, literal in zip(names, literals[1:], strict=True):
         if name not in fields:
             raise ValueError(f"missing field {name!r}")
         value = fields[name]
-        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-    return _PLACEHOLDER.sub(substitute, template)
+        out.append(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
+        out.append(literal)
+    return "".join(out)
 
 
 def placeholders(template: str) -> set[str]:
