@@ -6,7 +6,8 @@ Built on diskcache (SQLite underneath) with the settings that make it a store ra
 - values are JSON text we serialise ourselves, never pickle: the store is data anyone can read;
 - every value stays inside SQLite (`disk_min_file_size` is huge), so a put is one transaction;
 - `sqlite_synchronous=2` (FULL): a put that returned survives a crash of the process and of the
-  machine. Batched puts pay one fsync per batch, not per entry.
+  machine. Batched puts pay one fsync per batch, not per entry;
+- no memory map and a small page cache, so reading a large store keeps memory flat.
 SQLite's locking makes two processes on one store safe.
 
 Raw responses are stored, not parsed ones: parsing happens on read, so a parser fix re-parses
@@ -37,6 +38,10 @@ STORE_SETTINGS: dict[str, Any] = {
     "cull_limit": 0,
     "disk_min_file_size": 2**40,
     "sqlite_synchronous": 2,
+    # Bounded memory: no memory map of the database (its pages would count against the process as
+    # a large store is read) and an 8 MiB page cache.
+    "sqlite_mmap_size": 0,
+    "sqlite_cache_size": 2048,
     "statistics": 0,
 }
 

@@ -294,8 +294,10 @@ class MockTeacher:
     def _rationale(self, question: str, answer: str) -> str:
         words = re.findall(r"[A-Za-z']+", question) or ["it"]
         category = next((c for c, members in CATEGORIES.items() if answer in members), None)
-        if category is not None:
-            base = f"{answer} is a kind of {category}, and the question asks for a {category}, so".split()
+        asked = next((c for c in CATEGORIES if re.search(rf"\b{c}\b", question)), None)
+        if category is not None and asked is not None:
+            verdict = "so it fits." if category == asked else "the closest of the choices."
+            base = f"The question asks for a {asked}; {answer} is a kind of {category}, {verdict} It reads:".split()
         else:
             base = f"{answer} is the best fit because the question is about".split()
         out = base + [words[i % len(words)].lower() for i in range(max(0, self.config.rationale_words - len(base)))]

@@ -1,0 +1,86 @@
+"""The engine's goals W1-W4 (issue 3), end to end against the mock teacher in its own process.
+
+    .venv/bin/python benchmarks/engine.py [--quick] [--full] [--json]
+
+Each workload runs a real `labelmill annotate` (or `replay`) process pinned to core 0, with the mock
+teacher pinned to core 1, and includes store writes, parsing and shards. `--quick` shrinks the
+corpora (a smoke run, not the goals); `--full` adds the 1M-example replay for the memory check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from labelmill.corpus import make_cqa
+from labelmill.engine._bench import Workload, mock_process, run_labelmill, run_replay, run_workload
+
+GOALS = {
+    "W1": "3,000 req, 0 ms, c=64: >= 2,500 req/s, <= 0.35 CPU-s/1k, RSS <= 120 MB",
+    "W2": "2,000 req, 200 ms, c=100: >= 0.97 of 500 req/s",
+    "W3": "server 6,000 RPM (1 s burst window), 50 ms, 1,500 req, --rpm 6000: >= 0.97 of 100 req/s, < 1% 429s",
+    "W4": "replay 3,000: process < 1.5 s; replay 100,000: >= 30,000 records/s; memory flat 10k -> 1M",
+}
+
+
+def fill_store(workdir: Path, n: int) -> tuple[Path, Path, Path]:
+    """Annotate n generated examples through the mock (the store a replay reads)."""
+    corpus = make_cqa(n, workdir / f"replay-{n}.jsonl")
+    out, cache = workdir / f"replay-{n}-out", workdir / f"replay-{n}-cache"
+    with mock_process() as url:
+        run_labelmill(["annotate", str(corpus), "--task", "cqa", "--out", str(out), "--cache", str(cache),
+                       "--base-url", url, "--concurrency", "64", "--rationale-rate", "0.5"])  # fmt: skip
+    return corpus, cache, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small corpora: a smoke run, not the goals")
+    parser.add_argument("--full", action="store_true", help="also replay 1,000,000 examples")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="labelmill-bench-", dir=".") as tmp:
+        workdir = Path(tmp)
+        results["W1"] = run_workload(Workload("W1", 3000 // scale, 0, 64), workdir)
+        results["W2"] = run_workload(Workload("W2", 2000 // scale, 200, 100), workdir)
+        results["W3"] = run_workload(Workload("W3", 1500 // scale, 50, 64, server_rpm=6000, client_rpm=6000), workdir)
+        big = 100_000 // scale
+        corpus, cache, out = fill_store(workdir, big)
+        results["W4"] = {
+            "replay_3k": run_replay("r3k", workdir, corpus, cache, out, limit=3000 // scale),
+            "replay_10k": run_replay("r10k", workdir, corpus, cache, out, limit=10_000 // scale),
+            "replay_100k": run_replay("r100k", workdir, corpus, cache, out, limit=None),
+        }
+        if args.full:
+            corpus, cache, out = fill_store(workdir, 1_000_000)
+            results["W4"]["replay_1m"] = run_replay("r1m", workdir, corpus, cache, out, limit=None)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(report(results))
+
+
+def report(results: dict[str, Any]) -> str:
+    w1, w2, w3, w4 = results["W1"], results["W2"], results["W3"], results["W4"]
+    rows = [
+        ("W1", f"{w1['req_s']:,.0f} req/s, {w1['cpu_s_per_1k']} CPU-s/1k, {w1['peak_rss_mb']} MB", GOALS["W1"]),
+        ("W2", f"{w2['req_s']:,.0f} req/s = {w2['ratio_to_ideal']} of ideal", GOALS["W2"]),
+        ("W3", f"{w3['req_s']:,.1f} req/s = {w3['ratio_to_ideal']} of ideal, {w3['rate_limited_share']:.2%} 429s",
+         GOALS["W3"]),
+        ("W4", f"3k: {w4['replay_3k']['process_wall_s']} s whole process; 100k: {w4['replay_100k']['records_per_s']:,.0f}"
+               f" records/s; RSS 10k {w4['replay_10k']['peak_rss_mb']} MB, 100k {w4['replay_100k']['peak_rss_mb']} MB"
+               + (f", 1M {w4['replay_1m']['peak_rss_mb']} MB" if "replay_1m" in w4 else ""), GOALS["W4"]),
+    ]  # fmt: skip
+    lines = ["| workload | measured | goal |", "|---|---|---|"]
+    lines += [f"| {name} | {measured} | {goal} |" for name, measured, goal in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
