@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -73,8 +72,9 @@ def report(results: dict[str, Any]) -> str:
         ("W2", f"{w2['req_s']:,.0f} req/s = {w2['ratio_to_ideal']} of ideal", GOALS["W2"]),
         ("W3", f"{w3['req_s']:,.1f} req/s = {w3['ratio_to_ideal']} of ideal, {w3['rate_limited_share']:.2%} 429s",
          GOALS["W3"]),
-        ("W4", f"3k: {w4['replay_3k']['process_wall_s']} s whole process; 100k: {w4['replay_100k']['records_per_s']:,.0f}"
-               f" records/s; RSS 10k {w4['replay_10k']['peak_rss_mb']} MB, 100k {w4['replay_100k']['peak_rss_mb']} MB"
+        ("W4", f"3k: {w4['replay_3k']['process_wall_s']} s whole process; "
+               f"100k: {w4['replay_100k']['records_per_s']:,.0f} records/s; "
+               f"RSS 10k {w4['replay_10k']['peak_rss_mb']} MB, 100k {w4['replay_100k']['peak_rss_mb']} MB"
                + (f", 1M {w4['replay_1m']['peak_rss_mb']} MB" if "replay_1m" in w4 else ""), GOALS["W4"]),
     ]  # fmt: skip
     lines = ["| workload | measured | goal |", "|---|---|---|"]
@@ -83,4 +83,4 @@ def report(results: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -15,7 +15,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from labelmill.engine._bench import mock_process
@@ -82,7 +82,7 @@ async def bench_openai(url: str, n: int, concurrency: int) -> tuple[float, float
         await client.close()
 
 
-CLIENTS: dict[str, Callable[[str, int, int], Awaitable[tuple[float, float]]]] = {
+CLIENTS: dict[str, Callable[[str, int, int], Coroutine[Any, Any, tuple[float, float]]]] = {
     "aiohttp": bench_aiohttp,
     "httpx": bench_httpx,
     "openai SDK": bench_openai,
