@@ -74,7 +74,7 @@ async def bench_openai(url: str, n: int, concurrency: int) -> tuple[float, float
     client = openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0)
 
     async def send() -> Any:
-        return await client.chat.completions.create(**BODY)  # type: ignore[call-overload]
+        return await client.chat.completions.create(**BODY)
 
     try:
         return await drive(send, n, concurrency)

@@ -30,6 +30,7 @@ from labelmill.engine import (
     load_task,
 )
 from labelmill.engine import annotate as annotate_corpus
+from labelmill.engine._budget import resolve_prices
 from labelmill.engine._config import DEFAULT_CONCURRENCY
 
 P = ParamSpec("P")
@@ -181,8 +182,9 @@ def _rate(value: str) -> float:
 @click.option("--base-url", envvar="OPENAI_BASE_URL", default=DEFAULT_BASE_URL, show_default=True)
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Default: $OPENAI_API_KEY.")
 @cache_option
-@click.option("--budget", type=float, default=None, help="Dollar budget (issue 4: not built yet).")
-@click.option("--rationale-rate", "rate_text", default="auto", show_default=True, help="auto or R in [0, 1].")
+@click.option("--budget", type=click.FloatRange(0), default=None, help="USD; spend never exceeds it.")
+@click.option("--rationale-rate", "rate_text", default="auto", show_default=True,
+              help="R in [0, 1], or auto: with --budget, the rate that spends it; without, 1.")  # fmt: skip
 @click.option("--select", type=click.Choice(["random", "uncertainty"]), default="random", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--concurrency", type=click.IntRange(1, 4096), default=DEFAULT_CONCURRENCY, show_default=True)
@@ -191,6 +193,8 @@ def _rate(value: str) -> float:
 @click.option("--max-tokens", type=click.IntRange(1), default=None, help="Override the prompts' max_tokens.")
 @click.option("--price-in", type=float, default=None, help="USD per 1M prompt tokens.")
 @click.option("--price-out", type=float, default=None, help="USD per 1M completion tokens.")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TOML: [models.NAME] input = .. output = .. (USD per 1M tokens).")  # fmt: skip
 @click.option("--limit", type=click.IntRange(0), default=None, help="Annotate only the first N rows.")
 @click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per attempt.")
@@ -200,15 +204,18 @@ def _rate(value: str) -> float:
 @handle_errors
 def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_text: str, select: str,
              budget: float | None, estimate: bool, as_json: bool, timeout_s: float, attempts: int,
+             price_in: float | None, price_out: float | None, prices_file: str | None,
              **options: Any) -> None:  # fmt: skip
     """Annotate INPUT (.jsonl, .csv, .parquet or - for stdin) with a teacher LLM into shards."""
-    if budget is not None or estimate or select != "random":
-        raise UsageError("--budget, --estimate and --select uncertainty are not built yet (issue 4)")
+    if estimate or select != "random":
+        raise UsageError("--estimate and --select uncertainty are not built yet (issue 4)")
     _setup_logging(as_json)
+    prices = resolve_prices(options["model"], price_in, price_out, prices_file)
+    auto = rate_text == "auto" and budget is not None
     config = AnnotateConfig(
         source=source, task=load_task(task_spec), out_dir=Path(out_dir), cache_dir=Path(cache_dir),
-        rationale_rate=_rate(rate_text), timeout_s=timeout_s, retry=RetryPolicy(attempts=attempts),
-        progress=not as_json, **options,
+        rationale_rate=1.0 if auto else _rate(rate_text), auto_rate=auto, budget=budget, prices=prices,
+        timeout_s=timeout_s, retry=RetryPolicy(attempts=attempts), progress=not as_json, **options,
     )  # fmt: skip
     _finish(run_async(annotate_corpus(config)), as_json)
 
@@ -240,6 +247,7 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
         rationale_rate=_rate(rate_text) if rate_text else float(settings.get("rationale_rate", 1.0)),
         seed=seed if seed is not None else int(settings.get("seed", 0)),
         max_tokens=max_tokens or settings.get("max_tokens"),
+        auto_rate=rate_text is None and settings.get("selection") == "auto",
         temperature=float(settings.get("temperature", 0.0)),
         shard_size=shard_size, limit=limit, replay=True, progress=not as_json,
     )  # fmt: skip

@@ -15,6 +15,7 @@ from labelmill._exceptions import TeacherStatusError
 from labelmill.cache import ResponseStore, iter_records, read_manifest
 from labelmill.corpus import cqa_rows, make_cqa, write_jsonl
 from labelmill.engine import AnnotateConfig, RetryPolicy, RunResult, annotate, load_task
+from labelmill.engine._budget import Prices
 from labelmill.engine._mock import MockConfig, MockTeacher
 
 FAST_RETRY = RetryPolicy(attempts=8, backoff_base_s=0.01, backoff_cap_s=0.05, retry_after_cap_s=0.2)
@@ -37,8 +38,7 @@ def config(tmp_path: Path, source: Path | str, base_url: str, **overrides: Any) 
         "concurrency": 8,
         "retry": FAST_RETRY,
         "progress": False,
-        "price_in": 0.15,
-        "price_out": 0.60,
+        "prices": Prices(0.15, 0.60),
         **overrides,
     }
     return AnnotateConfig(**settings)

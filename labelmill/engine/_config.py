@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from labelmill._exceptions import UsageError
 from labelmill.cache import DEFAULT_SHARD_SIZE
+from labelmill.engine._budget import Prices
 from labelmill.engine._retry import RetryPolicy
 from labelmill.engine._tasks import Task
 
@@ -36,8 +38,9 @@ class AnnotateConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     rpm: float | None = None
     tpm: float | None = None
-    price_in: float | None = None  # USD per 1M prompt tokens
-    price_out: float | None = None  # USD per 1M completion tokens
+    prices: Prices | None = None  # None: dollars unknown (a budget then cannot be used)
+    budget: float | None = None  # USD; spend never exceeds it
+    auto_rate: bool = False  # the planner picks the explanation rate that spends the budget
     limit: int | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
     timeout_s: float = 60.0
@@ -49,9 +52,16 @@ class AnnotateConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rationale_rate <= 1.0:
-            raise ValueError("the rationale rate must be between 0 and 1")
+            raise UsageError("the rationale rate must be between 0 and 1")
         if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+            raise UsageError("concurrency must be at least 1")
+        if self.budget is not None and self.prices is None and not self.replay:
+            raise UsageError(
+                f"a budget needs prices, and model {self.model!r} is not in the built-in table: "
+                "give --price-in and --price-out (USD per 1M tokens) or --prices FILE"
+            )
+        if self.auto_rate and self.budget is None and not self.replay:
+            raise UsageError("--rationale-rate auto plans against a budget: give --budget USD")
 
     @property
     def workers(self) -> int:
@@ -66,12 +76,10 @@ class AnnotateConfig:
 
     @property
     def prices_known(self) -> bool:
-        return self.price_in is not None and self.price_out is not None
+        return self.prices is not None
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
-        if self.price_in is None or self.price_out is None:
-            return None
-        return (prompt_tokens * self.price_in + completion_tokens * self.price_out) / 1e6
+        return None if self.prices is None else self.prices.cost(prompt_tokens, completion_tokens)
 
     def request_settings(self) -> dict[str, Any]:
         """What decides each request: replay reads these back from the manifest."""
@@ -81,4 +89,5 @@ class AnnotateConfig:
             "seed": self.seed,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "selection": "auto" if self.auto_rate else "fixed",
         }

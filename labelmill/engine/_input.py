@@ -48,6 +48,26 @@ def iter_rows(source: str) -> Iterator[Row]:
         raise InputError(f"input {source}: unknown format {suffix!r}; use .jsonl, .csv, .parquet or - (stdin)")
 
 
+def count_rows(source: str) -> int | None:
+    """How many rows `iter_rows(source)` will yield (bad lines included); None for stdin."""
+    if source == "-":
+        return None
+    path = Path(source)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    if suffix == ".csv":
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            return sum(1 for _ in csv.DictReader(fh))
+    count = 0
+    with open(path, "rb") as fh:
+        for line in fh:
+            count += bool(line.strip())
+    return count
+
+
 def _jsonl(lines: io.TextIOBase | Any, name: str) -> Iterator[Row]:
     index = 0
     for number, line in enumerate(lines, start=1):

@@ -22,14 +22,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from labelmill._exceptions import CircuitOpenError, LabelmillError, TeacherStatusError
+from labelmill._exceptions import CircuitOpenError, LabelmillError, TeacherStatusError, UsageError
 from labelmill.cache import AsyncStoreWriter, ResponseStore, ShardWriter, StoredResponse, request_key
+from labelmill.engine._budget import BudgetExhausted, Commitment, Spending
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine._input import Row, iter_rows
+from labelmill.engine._input import Row, count_rows, iter_rows
 from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
 from labelmill.engine._outputs import Failure, FailureLog, IdRegistry, build_record
 from labelmill.engine._retry import call_with_retries
-from labelmill.engine._select import wants_rationale
+from labelmill.engine._select import selection_score, wants_rationale
 from labelmill.engine._stats import Progress, RunStats
 from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
 from labelmill.engine._teacher import RequestRejected, RetryableError, TeacherClient
@@ -59,6 +60,7 @@ class _Request:
     variant: str
     key: str
     seq: int = -1
+    fallback: _Request | None = None  # under a budget plan: the label-only request, if not explained
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,10 @@ class _Run:
         self.stop_message = ""
         self.fatal: TeacherStatusError | None = None  # a status that ends the run (401, 403, 404, ...)
         self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
+        self.spending = Spending(config.prices, config.budget, config.auto_rate)
+        self.total: int | None = None  # rows in the input, counted first when a plan needs it
+        self.decided = 0  # examples the planner has decided (event loop only)
+        self.settled_early = 0  # examples that never reach the planner (reader thread only)
 
     # -- producer -----------------------------------------------------------------------------
     def _prepare(self, rows: Iterator[Row], max_rows: int) -> tuple[list[Outcome | _Request], int]:
@@ -108,7 +114,7 @@ class _Run:
         and resolve the ones already in the store with one query. Returns outcomes or requests in
         input order, and how many came from the store."""
         prepared: list[Outcome | _Request] = []
-        requests: list[_Request] = []
+        requests: list[list[_Request]] = []
         for row in itertools.islice(rows, max_rows):
             if row.data is None:
                 prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", row.error or ""))
@@ -118,27 +124,44 @@ class _Run:
             except ValueError as exc:
                 prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", str(exc)))
                 continue
-            body, tag, variant = self.request_for(example)
-            request = _Request(row, example, body, tag, variant, request_key(body, tag))
-            prepared.append(request)
-            requests.append(request)
-        repeated = self.ids.first_lines([(r.example.id, r.row.line) for r in requests])
-        duplicates = {id(requests[i]): line for i, line in repeated.items()}
-        stored = self.store.get_many([r.key for r in requests])
+            options = self.candidates(row, example)
+            prepared.append(options[0])
+            requests.append(options)
+        repeated = self.ids.first_lines([(r[0].example.id, r[0].row.line) for r in requests])
+        duplicates = {id(requests[i][0]): line for i, line in repeated.items()}
+        stored = self.store.get_many([r.key for options in requests for r in options])
+        by_first = {id(options[0]): options for options in requests}
         hits = 0
         for position, item in enumerate(prepared):
             if not isinstance(item, _Request):
                 continue
+            found = next((r for r in by_first[id(item)] if r.key in stored), None)
             if id(item) in duplicates:
                 detail = f"duplicate id {item.example.id!r}: line {item.row.line} repeats line {duplicates[id(item)]}"
                 prepared[position] = Failure(item.example.index, None, item.row.file, item.row.line, "duplicate_id",
                                              detail)  # fmt: skip
-            elif item.key in stored:
+            elif found is not None:
                 hits += 1
-                prepared[position] = self.finish(item, stored[item.key])
+                prepared[position] = self.finish(found, stored[found.key])
             elif self.teacher is None:
                 prepared[position] = self.failure(item, "not_cached", "no response in the store for this request")
+            elif self.config.auto_rate:
+                prepared[position] = replace(item, fallback=by_first[id(item)][-1])
+        # rows the planner will never see: answered from the store, failed, or at a fixed rate
+        self.settled_early += sum(1 for p in prepared if not (isinstance(p, _Request) and p.fallback is not None))
         return prepared, hits
+
+    def plan(self, item: _Request) -> tuple[_Request, Commitment | None]:
+        """Under a budget, decided just before sending, with what is known of costs by then:
+        explain this example if its score falls under the planner's current rate. Returns the
+        request and its expected cost, committed until it is answered."""
+        if item.fallback is None:
+            return item, None
+        left = max(1, (self.total or 0) - self.settled_early - self.decided)
+        self.decided += 1
+        explain = selection_score(item.example.id, self.config.seed) < self.spending.rate(left)
+        chosen = replace(item, fallback=None) if explain else replace(item.fallback, seq=item.seq)
+        return chosen, self.spending.commit(explain)
 
     async def produce(self) -> None:
         try:
@@ -179,17 +202,32 @@ class _Run:
                 return  # an interrupted run writes what is done; queued rows are left for the rerun
             self.emit(item.seq, await self.process(item))
 
-    def request_for(self, example: Example) -> tuple[dict[str, Any], str, str]:
-        rate, seed = self.config.rationale_rate, self.config.seed
-        variant = VARIANT_RATIONALE if wants_rationale(example.id, seed, rate) else VARIANT_LABEL
-        prompt = self.task.prompts[variant]
+    def make_request(self, row: Row, example: Example, variant: str, seq: int = -1) -> _Request:
         body = {
             "model": self.config.model,
             "messages": self.task.messages(example, variant),
             "temperature": self.config.temperature,
-            "max_tokens": self.config.max_tokens or prompt.max_tokens,
+            "max_tokens": self.config.max_tokens or self.task.prompts[variant].max_tokens,
         }
-        return body, self.tags[variant], variant
+        tag = self.tags[variant]
+        return _Request(row, example, body, tag, variant, request_key(body, tag), seq)
+
+    def candidates(self, row: Row, example: Example) -> list[_Request]:
+        """The requests that may answer this example, preferred first.
+
+        A fixed rate asks for one variant, a pure function of (id, seed, rate). Under a budget plan
+        a stored answer of either variant is used (a rationale already paid for is never thrown
+        away, and nothing is paid twice); otherwise the planner's current rate decides.
+        """
+        if not self.config.auto_rate:
+            wanted = wants_rationale(example.id, self.config.seed, self.config.rationale_rate)
+            return [self.make_request(row, example, VARIANT_RATIONALE if wanted else VARIANT_LABEL)]
+        rationale = self.make_request(row, example, VARIANT_RATIONALE)
+        label = self.make_request(row, example, VARIANT_LABEL)
+        self.spending.set_priors(
+            len(label.body["messages"][-1]["content"]), len(rationale.body["messages"][-1]["content"])
+        )
+        return [rationale, label]
 
     @staticmethod
     def failure(item: _Request, reason: str, detail: str) -> Failure:
@@ -207,9 +245,24 @@ class _Run:
 
     async def process(self, item: _Request) -> Outcome:
         if self.stop_reason is not None:
-            return self.failure(item, "not_attempted", self.stop_message)
+            reason = "budget_exhausted" if self.stop_reason == "budget_exhausted" else "not_attempted"
+            return self.failure(item, reason, self.stop_message)
+        item, commitment = self.plan(item)
         try:
-            entry = await self.buy(item.body, item.tag, item.key)
+            return await self._process(item, commitment)
+        finally:
+            self.spending.uncommit(commitment)
+
+    async def _process(self, item: _Request, commitment: Commitment | None = None) -> Outcome:
+        try:
+            entry = await self.buy(item, commitment)
+        except BudgetExhausted as exc:
+            if self.config.auto_rate and item.variant == VARIANT_RATIONALE:
+                self.spending.uncommit(commitment)
+                return await self._process(self.make_request(item.row, item.example, VARIANT_LABEL, item.seq))
+            self.stop_reason = "budget_exhausted"
+            self.stop_message = f"the budget is spent: {exc}"
+            return self.failure(item, "budget_exhausted", str(exc))
         except RequestRejected as exc:
             return self.failure(item, "refused", exc.server_message)
         except RetryableError as exc:
@@ -222,29 +275,39 @@ class _Run:
             raise self.fatal from None
         return self.finish(item, entry)
 
-    async def buy(self, body: dict[str, Any], tag: str, key: str) -> StoredResponse:
+    async def buy(self, item: _Request, commitment: Commitment | None) -> StoredResponse:
         assert self.teacher is not None
+        body, rationale = item.body, item.variant == VARIANT_RATIONALE
         teacher, tokens = self.teacher, _token_upper_bound(body)
+        worst_case = self.spending.worst_case(tokens - int(body["max_tokens"]), int(body["max_tokens"]), rationale)
+        settled: list[float] = []
 
         async def attempt() -> dict[str, Any]:
             self.breaker.check()
             await self.limits.acquire(tokens)
             await self.concurrency.acquire()
+            reservation = None
             try:
                 if self.fatal is not None:  # checked after the wait: it may have been set meanwhile
                     raise self.fatal
+                reservation = await self.spending.reserve(worst_case)  # each attempt may be billed
                 self.stats.requests += 1
                 reply = await teacher.complete(body)
             except RetryableError as exc:
+                self.spending.failed(reservation, maybe_billed=exc.status is None)
                 self._count_failure(exc)
                 raise
-            except RequestRejected:
-                raise
-            except TeacherStatusError as exc:
-                self.fatal = self.fatal or exc
+            except BaseException as exc:
+                # A cancelled request may have reached the provider: count it, to stay on the safe side.
+                self.spending.failed(reservation, maybe_billed=isinstance(exc, asyncio.CancelledError))
+                if isinstance(exc, TeacherStatusError) and not isinstance(exc, RequestRejected):
+                    self.fatal = self.fatal or exc  # set before the slot is released: nothing else is sent
                 raise
             finally:
                 self.concurrency.release()
+            usage = reply.body.get("usage") or {}
+            cost = self.config.cost(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+            settled.append(self.spending.answered(reservation, cost if usage else None, rationale, commitment))
             self.breaker.record_success()
             self.concurrency.on_success()
             self.limits.observe(reply.headers)
@@ -255,14 +318,12 @@ class _Run:
 
         response = await call_with_retries(attempt, self.config.retry, on_retry)
         usage = response.get("usage") or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
-        cost = self.config.cost(prompt_tokens, completion_tokens)
-        entry = StoredResponse(key=key, request=body, prompt_version=tag, response=response, cost_usd=cost)
+        cost = settled[-1] if self.config.prices is not None else None
+        entry = StoredResponse(item.key, body, item.tag, response, cost)
         await self.writer.put(entry)  # durable before the example counts as done
-        self.stats.prompt_tokens += prompt_tokens
-        self.stats.completion_tokens += completion_tokens
-        self.stats.dollars += cost or 0.0
+        self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
+        self.stats.dollars = self.spending.paid
         return entry
 
     def _count_failure(self, exc: RetryableError) -> None:
@@ -301,6 +362,12 @@ class _Run:
 
     async def run(self) -> RunResult:
         started_at = time.time()
+        if self.config.auto_rate and not self.config.replay:
+            self.total = await asyncio.to_thread(count_rows, self.config.source)
+            if self.total is None:
+                raise UsageError("a budget plan counts the rows first: give a file INPUT, not standard input")
+            if self.config.limit is not None:
+                self.total = min(self.total, self.config.limit)
         workers = [asyncio.create_task(self.work()) for _ in range(self.config.workers)]
         producer = asyncio.create_task(self.produce())
         progress = Progress(self.stats, self.config.progress, self.config.prices_known)
@@ -344,7 +411,12 @@ class _Run:
             "task": self.task.name,
             "prompts": self.tags,
             "settings": self.config.request_settings(),
-            "run": {**self.stats.summary(), "started_at": started_at, "finished_at": time.time()},
+            "run": {
+                **self.stats.summary(),
+                "money": self.spending.summary(self.stats.done),
+                "started_at": started_at,
+                "finished_at": time.time(),
+            },
         }
 
     def result(self) -> RunResult:
@@ -362,6 +434,14 @@ class _Run:
             notes.append(f"the input {self.config.source} has no rows: nothing to annotate")
         summary["complete"] = self.stop_reason != "interrupted"
         summary["exit_code"] = code
+        summary["money"] = self.spending.summary(self.stats.done)
+        exhausted = self.stats.failure_reasons.get("budget_exhausted", 0)
+        if exhausted:
+            label = self.spending.per_variant["label"]
+            per_label = label[1] / label[0] if label[0] else None
+            more = round(exhausted * per_label, 6) if per_label is not None else None
+            summary["money"]["more_needed_usd"] = more
+            notes.append(f"{exhausted} examples left unannotated; about ${more} more would label them")
         return RunResult(summary, code, notes)
 
 

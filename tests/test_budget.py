@@ -1,0 +1,200 @@
+"""The budget: the ledger never lets spend exceed it, and the planner spends it on rationales."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelmill._exceptions import UsageError
+from labelmill.cache import iter_records, read_manifest
+from labelmill.corpus import make_cqa
+from labelmill.engine import AnnotateConfig, RetryPolicy, annotate, load_task
+from labelmill.engine._budget import Ledger, Planner, Prices, resolve_prices
+from labelmill.engine._mock import MockConfig, MockTeacher
+
+PRICES = Prices(0.15, 0.60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    budget=st.floats(0.0, 0.05),
+    concurrency=st.integers(1, 256),
+    seed=st.integers(0, 2**32),
+    price_in=st.floats(0.01, 20),
+    price_out=st.floats(0.01, 80),
+)
+def test_spend_never_exceeds_the_budget(
+    budget: float, concurrency: int, seed: int, price_in: float, price_out: float
+) -> None:
+    """Random requests, usages <= max_tokens, missing usage, timeouts, 429s, retries and cancellations."""
+    rng = random.Random(seed)
+    prices = Prices(price_in, price_out)
+    ledger = Ledger(budget)
+    billed = 0.0  # what a provider could have charged, at most
+
+    def check() -> None:
+        assert ledger.spent + ledger.reserved <= budget + 1e-12
+        assert billed <= ledger.spent + 1e-12
+
+    async def request() -> None:
+        nonlocal billed
+        prompt_bound, max_tokens = rng.randint(10, 2000), rng.randint(1, 500)
+        for _attempt in range(rng.randint(1, 4)):  # retries reserve again
+            reservation = await ledger.reserve(prices.cost(prompt_bound, max_tokens))
+            if reservation is None:
+                return
+            check()
+            try:
+                for _ in range(rng.randint(0, 3)):
+                    await asyncio.sleep(0)
+            except asyncio.CancelledError:  # as the pipeline does: a cancelled request may be billed
+                billed += prices.cost(prompt_bound, max_tokens)
+                ledger.settle(reservation, None)
+                raise
+            outcome = rng.choice(["answer", "answer", "no_usage", "timeout", "429", "cancel"])
+            true_cost = prices.cost(rng.randint(1, prompt_bound), rng.randint(0, max_tokens))
+            if outcome == "answer":
+                billed += true_cost
+                ledger.settle(reservation, true_cost)
+                return
+            if outcome in ("no_usage", "timeout", "cancel"):  # the provider may have billed it
+                billed += true_cost
+                ledger.settle(reservation, None)
+            else:
+                ledger.release(reservation)
+            check()
+
+    async def main() -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def bounded() -> None:
+            async with gate:
+                await request()
+
+        tasks = [asyncio.create_task(bounded()) for _ in range(300)]
+        await asyncio.sleep(0)
+        for task in rng.sample(tasks, k=rng.randint(0, 20)):
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        check()
+
+    asyncio.run(main())
+
+
+def test_planner_rate_spends_what_is_left() -> None:
+    planner = Planner(prior_label=1.0, prior_rationale=3.0)
+    # 100 examples, $200: labels take 100, each rationale adds 2 -> explain half
+    assert planner.rate(200.0, 100) == pytest.approx(0.5)
+    assert planner.rate(500.0, 100) == 1.0
+    assert planner.rate(50.0, 100) == 0.0
+
+
+def test_prices_from_table_flags_and_file(tmp_path: Path) -> None:
+    assert resolve_prices("gpt-4o-mini", None, None) == Prices(0.15, 0.60)
+    assert resolve_prices("gpt-4o-mini-2024-07-18", None, None) == Prices(0.15, 0.60)
+    assert resolve_prices("gpt-4o-mini", 1.0, None) == Prices(1.0, 0.60)
+    assert resolve_prices("my-local-model", None, None) is None
+    override = tmp_path / "prices.toml"
+    override.write_text('[models."my-local-model"]\ninput = 0.05\noutput = 0.1\n')
+    assert resolve_prices("my-local-model", None, None, override) == Prices(0.05, 0.1)
+
+
+def config(tmp_path: Path, source: Path, base_url: str, **overrides: Any) -> AnnotateConfig:
+    settings_: dict[str, Any] = {
+        "source": str(source), "task": load_task("cqa"), "out_dir": tmp_path / "out", "cache_dir": tmp_path / "cache",
+        "base_url": base_url, "concurrency": 8, "progress": False, "prices": PRICES,
+        "retry": RetryPolicy(attempts=8, backoff_base_s=0.01, backoff_cap_s=0.05), **overrides,
+    }  # fmt: skip
+    return AnnotateConfig(**settings_)
+
+
+def server_spend(mock: MockTeacher) -> float:
+    return PRICES.cost(mock.stats.prompt_tokens, mock.stats.completion_tokens)
+
+
+async def explain_all_cost(tmp_path: Path, source: Path) -> float:
+    async with MockTeacher() as mock:
+        await annotate(config(tmp_path / "probe", source, mock.base_url, rationale_rate=1.0))
+        return server_spend(mock)
+
+
+@pytest.mark.parametrize("concurrency", [8, 128])
+async def test_budget_is_spent_but_never_exceeded(tmp_path: Path, concurrency: int) -> None:
+    n = 600
+    source = make_cqa(n, tmp_path / "in.jsonl")
+    budget = 0.5 * await explain_all_cost(tmp_path, source)
+    async with MockTeacher() as mock:
+        result = await annotate(config(tmp_path, source, mock.base_url, budget=budget, auto_rate=True,
+                                       concurrency=concurrency))  # fmt: skip
+    spent = server_spend(mock)
+    assert spent <= budget
+    assert spent >= 0.97 * budget
+    assert result.summary["records"] == n and result.exit_code == 0
+    # The plan: the rate that spends the budget at the costs actually seen.
+    per_variant = result.summary["money"]["per_variant"]
+    c_label = per_variant["label"]["dollars_per_request"]
+    c_rationale = per_variant["rationale"]["dollars_per_request"]
+    planned = (budget - n * c_label) / (n * (c_rationale - c_label))
+    assert abs(result.summary["rationale_rate"] - planned) <= 0.02
+    assert read_manifest(tmp_path / "out")["run"]["money"]["spent"] <= budget
+
+
+async def test_resume_with_a_budget_asks_for_the_same_subset_and_pays_nothing(tmp_path: Path) -> None:
+    source = make_cqa(200, tmp_path / "in.jsonl")
+    budget = 0.5 * await explain_all_cost(tmp_path, source)
+    async with MockTeacher() as mock:
+        first = await annotate(config(tmp_path, source, mock.base_url, budget=budget, auto_rate=True))
+        explained = {r.id for r in iter_records(tmp_path / "out") if r.rationale}
+        served = mock.stats.requests
+        again = await annotate(config(tmp_path, source, mock.base_url, budget=budget, auto_rate=True))
+    assert mock.stats.requests == served and again.summary["cache_hits"] == 200
+    assert {r.id for r in iter_records(tmp_path / "out") if r.rationale} == explained
+    assert again.summary["rationale_rate"] == first.summary["rationale_rate"]
+
+
+async def test_budget_too_small_for_labels_labels_a_prefix_and_says_what_is_missing(tmp_path: Path) -> None:
+    source = make_cqa(100, tmp_path / "in.jsonl")
+    async with MockTeacher() as mock:
+        result = await annotate(config(tmp_path, source, mock.base_url, budget=0.0003, auto_rate=True,
+                                       concurrency=1))  # fmt: skip
+        assert server_spend(mock) <= 0.0003
+    assert result.exit_code == 3
+    rows = [json.loads(line) for line in (tmp_path / "out/failures.jsonl").read_text().splitlines()]
+    assert rows and {r["reason"] for r in rows} == {"budget_exhausted"}
+    indexes = [r.index for r in iter_records(tmp_path / "out")]
+    assert indexes == list(range(len(indexes)))  # a prefix
+    assert result.summary["money"]["more_needed_usd"] > 0
+    assert any("more would label them" in note for note in result.notes)
+
+
+def test_unknown_prices_with_a_budget_is_a_clear_error_before_sending(tmp_path: Path) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("nothing may be sent")
+
+    original = socket.socket.connect
+    socket.socket.connect = refuse  # type: ignore[method-assign]
+    try:
+        with pytest.raises(UsageError, match="--price-in and --price-out"):
+            config(tmp_path, tmp_path / "in.jsonl", "http://127.0.0.1:9/v1", model="my-model", prices=None,
+                   budget=1.0, auto_rate=True)  # fmt: skip
+    finally:
+        socket.socket.connect = original  # type: ignore[method-assign]
+
+
+async def test_fixed_rate_with_a_budget_caps_how_far_the_run_gets(tmp_path: Path) -> None:
+    source = make_cqa(100, tmp_path / "in.jsonl")
+    budget = 0.3 * await explain_all_cost(tmp_path, source)
+    async with MockTeacher(MockConfig()) as mock:
+        result = await annotate(config(tmp_path, source, mock.base_url, budget=budget, rationale_rate=1.0))
+        assert server_spend(mock) <= budget
+    records = list(iter_records(tmp_path / "out"))
+    assert all(r.rationale for r in records)  # the rate is kept; the budget ends the run
+    assert result.summary["failure_reasons"].get("budget_exhausted", 0) == 100 - len(records)
