@@ -23,16 +23,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from labelmill._exceptions import CircuitOpenError, LabelmillError, TeacherStatusError, UsageError
-from labelmill.cache import AsyncStoreWriter, ResponseStore, ShardWriter, StoredResponse, request_key
+from labelmill.cache import AsyncStoreWriter, ResponseStore, ShardWriter, StoredResponse
 from labelmill.engine._budget import BudgetExhausted, Commitment, Spending
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine._input import Row, count_rows, iter_rows
 from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
-from labelmill.engine._outputs import Failure, FailureLog, IdRegistry, build_record
+from labelmill.engine._outputs import Failure, FailureLog, IdRegistry
+from labelmill.engine._requests import Outcome, Request, Requests, token_upper_bound
 from labelmill.engine._retry import call_with_retries
-from labelmill.engine._select import selection_score, wants_rationale
+from labelmill.engine._select import selection_score
 from labelmill.engine._stats import Progress, RunStats
-from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
+from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE
 from labelmill.engine._teacher import RequestRejected, RetryableError, TeacherClient
 
 log = logging.getLogger("labelmill")
@@ -47,37 +48,6 @@ class RunResult:
     summary: dict[str, Any]
     exit_code: int
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Request:
-    """An example whose response is not in the store: it goes to the teacher."""
-
-    row: Row
-    example: Example
-    body: dict[str, Any]
-    tag: str
-    variant: str
-    key: str
-    seq: int = -1
-    fallback: _Request | None = None  # under a budget plan: the label-only request, if not explained
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    line: str  # the serialised shard record
-    rationale: bool
-    prompt_tokens: int
-    completion_tokens: int
-
-
-Outcome = Done | Failure
-
-
-def _token_upper_bound(body: dict[str, Any]) -> int:
-    """UTF-8 bytes bound BPE tokens from above; 4 tokens of framing per message, 3 for the reply."""
-    prompt = sum(len(m["content"].encode("utf-8")) + 4 for m in body["messages"]) + 3
-    return prompt + int(body["max_tokens"])
 
 
 class _Run:
@@ -96,25 +66,26 @@ class _Run:
         self.concurrency = AdaptiveConcurrency(config.concurrency)
         self.breaker = CircuitBreaker(window_s=config.breaker_s)
         self.window = asyncio.Semaphore(config.window)
-        self.queue: asyncio.Queue[_Request | None] = asyncio.Queue(maxsize=config.workers)
+        self.queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=config.workers)
         self.pending: dict[int, Outcome] = {}
         self.next_seq = 0
         self.stop_reason: str | None = None  # "circuit_open" (drain as failures) or "interrupted"
         self.stop_message = ""
         self.fatal: TeacherStatusError | None = None  # a status that ends the run (401, 403, 404, ...)
-        self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
+        self.requests = Requests(config)
+        self.tags = self.requests.tags
         self.spending = Spending(config.prices, config.budget, config.auto_rate)
         self.total: int | None = None  # rows in the input, counted first when a plan needs it
         self.decided = 0  # examples the planner has decided (event loop only)
         self.settled_early = 0  # examples that never reach the planner (reader thread only)
 
     # -- producer -----------------------------------------------------------------------------
-    def _prepare(self, rows: Iterator[Row], max_rows: int) -> tuple[list[Outcome | _Request], int]:
+    def _prepare(self, rows: Iterator[Row], max_rows: int) -> tuple[list[Outcome | Request], int]:
         """Runs in a thread: read up to `max_rows` rows, render them, check ids, build requests,
         and resolve the ones already in the store with one query. Returns outcomes or requests in
         input order, and how many came from the store."""
-        prepared: list[Outcome | _Request] = []
-        requests: list[list[_Request]] = []
+        prepared: list[Outcome | Request] = []
+        requests: list[list[Request]] = []
         for row in itertools.islice(rows, max_rows):
             if row.data is None:
                 prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", row.error or ""))
@@ -124,7 +95,9 @@ class _Run:
             except ValueError as exc:
                 prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", str(exc)))
                 continue
-            options = self.candidates(row, example)
+            options = self.requests.candidates(row, example)
+            if len(options) > 1:  # a budget plan: priors for the planner from the first prompts
+                self.spending.set_priors(*(len(r.body["messages"][-1]["content"]) for r in reversed(options)))
             prepared.append(options[0])
             requests.append(options)
         repeated = self.ids.first_lines([(r[0].example.id, r[0].row.line) for r in requests])
@@ -133,7 +106,7 @@ class _Run:
         by_first = {id(options[0]): options for options in requests}
         hits = 0
         for position, item in enumerate(prepared):
-            if not isinstance(item, _Request):
+            if not isinstance(item, Request):
                 continue
             found = next((r for r in by_first[id(item)] if r.key in stored), None)
             if id(item) in duplicates:
@@ -142,16 +115,18 @@ class _Run:
                                              detail)  # fmt: skip
             elif found is not None:
                 hits += 1
-                prepared[position] = self.finish(found, stored[found.key])
+                prepared[position] = self.requests.finish(found, stored[found.key])
             elif self.teacher is None:
-                prepared[position] = self.failure(item, "not_cached", "no response in the store for this request")
+                prepared[position] = self.requests.failure(
+                    item, "not_cached", "no response in the store for this request"
+                )
             elif self.config.auto_rate:
                 prepared[position] = replace(item, fallback=by_first[id(item)][-1])
         # rows the planner will never see: answered from the store, failed, or at a fixed rate
-        self.settled_early += sum(1 for p in prepared if not (isinstance(p, _Request) and p.fallback is not None))
+        self.settled_early += sum(1 for p in prepared if not (isinstance(p, Request) and p.fallback is not None))
         return prepared, hits
 
-    def plan(self, item: _Request) -> tuple[_Request, Commitment | None]:
+    def plan(self, item: Request) -> tuple[Request, Commitment | None]:
         """Under a budget, decided just before sending, with what is known of costs by then:
         explain this example if its score falls under the planner's current rate. Returns the
         request and its expected cost, committed until it is answered."""
@@ -188,7 +163,7 @@ class _Run:
                 await self.window.acquire()
                 if self.stop_reason == "interrupted":
                     return
-                if isinstance(item, _Request):
+                if isinstance(item, Request):
                     await self.queue.put(replace(item, seq=seq))
                 else:
                     self.emit(seq, item)
@@ -202,83 +177,42 @@ class _Run:
                 return  # an interrupted run writes what is done; queued rows are left for the rerun
             self.emit(item.seq, await self.process(item))
 
-    def make_request(self, row: Row, example: Example, variant: str, seq: int = -1) -> _Request:
-        body = {
-            "model": self.config.model,
-            "messages": self.task.messages(example, variant),
-            "temperature": self.config.temperature,
-            "max_tokens": self.config.max_tokens or self.task.prompts[variant].max_tokens,
-        }
-        tag = self.tags[variant]
-        return _Request(row, example, body, tag, variant, request_key(body, tag), seq)
-
-    def candidates(self, row: Row, example: Example) -> list[_Request]:
-        """The requests that may answer this example, preferred first.
-
-        A fixed rate asks for one variant, a pure function of (id, seed, rate). Under a budget plan
-        a stored answer of either variant is used (a rationale already paid for is never thrown
-        away, and nothing is paid twice); otherwise the planner's current rate decides.
-        """
-        if not self.config.auto_rate:
-            wanted = wants_rationale(example.id, self.config.seed, self.config.rationale_rate)
-            return [self.make_request(row, example, VARIANT_RATIONALE if wanted else VARIANT_LABEL)]
-        rationale = self.make_request(row, example, VARIANT_RATIONALE)
-        label = self.make_request(row, example, VARIANT_LABEL)
-        self.spending.set_priors(
-            len(label.body["messages"][-1]["content"]), len(rationale.body["messages"][-1]["content"])
-        )
-        return [rationale, label]
-
-    @staticmethod
-    def failure(item: _Request, reason: str, detail: str) -> Failure:
-        row, example = item.row, item.example
-        return Failure(example.index, example.id, row.file, row.line, reason, detail, item.key)
-
-    def finish(self, item: _Request, entry: StoredResponse) -> Outcome:
-        """Parse a stored response into a record, or a failure row saying why it is not one."""
-        built = build_record(self.task, item.example, item.variant, entry)
-        if isinstance(built, str):
-            reason, _, detail = built.partition(": ")
-            return self.failure(item, reason, detail)
-        usage = built.usage
-        return Done(built.to_json(), built.rationale is not None, usage.prompt_tokens, usage.completion_tokens)
-
-    async def process(self, item: _Request) -> Outcome:
+    async def process(self, item: Request) -> Outcome:
         if self.stop_reason is not None:
             reason = "budget_exhausted" if self.stop_reason == "budget_exhausted" else "not_attempted"
-            return self.failure(item, reason, self.stop_message)
+            return self.requests.failure(item, reason, self.stop_message)
         item, commitment = self.plan(item)
         try:
             return await self._process(item, commitment)
         finally:
             self.spending.uncommit(commitment)
 
-    async def _process(self, item: _Request, commitment: Commitment | None = None) -> Outcome:
+    async def _process(self, item: Request, commitment: Commitment | None = None) -> Outcome:
         try:
             entry = await self.buy(item, commitment)
         except BudgetExhausted as exc:
             if self.config.auto_rate and item.variant == VARIANT_RATIONALE:
                 self.spending.uncommit(commitment)
-                return await self._process(self.make_request(item.row, item.example, VARIANT_LABEL, item.seq))
+                return await self._process(self.requests.make(item.row, item.example, VARIANT_LABEL, item.seq))
             self.stop_reason = "budget_exhausted"
             self.stop_message = f"the budget is spent: {exc}"
-            return self.failure(item, "budget_exhausted", str(exc))
+            return self.requests.failure(item, "budget_exhausted", str(exc))
         except RequestRejected as exc:
-            return self.failure(item, "refused", exc.server_message)
+            return self.requests.failure(item, "refused", exc.server_message)
         except RetryableError as exc:
-            return self.failure(item, "gave_up", f"after {self.config.retry.attempts} attempts: {exc}")
+            return self.requests.failure(item, "gave_up", f"after {self.config.retry.attempts} attempts: {exc}")
         except CircuitOpenError as exc:
             self.stop_reason, self.stop_message = "circuit_open", str(exc)
-            return self.failure(item, "not_attempted", str(exc))
+            return self.requests.failure(item, "not_attempted", str(exc))
         except TeacherStatusError as exc:  # 401, 403, 404...: nothing else will work either
             self.fatal = self.fatal or exc
             raise self.fatal from None
-        return self.finish(item, entry)
+        return self.requests.finish(item, entry)
 
-    async def buy(self, item: _Request, commitment: Commitment | None) -> StoredResponse:
+    async def buy(self, item: Request, commitment: Commitment | None) -> StoredResponse:
         assert self.teacher is not None
         body, rationale = item.body, item.variant == VARIANT_RATIONALE
-        teacher, tokens = self.teacher, _token_upper_bound(body)
+        teacher, tokens = self.teacher, token_upper_bound(body)
         worst_case = self.spending.worst_case(tokens - int(body["max_tokens"]), int(body["max_tokens"]), rationale)
         settled: list[float] = []
 

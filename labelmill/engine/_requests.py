@@ -1,0 +1,89 @@
+"""Requests and outcomes: how an example becomes a teacher request, and a response a record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from labelmill.cache import StoredResponse, request_key
+from labelmill.engine._config import AnnotateConfig
+from labelmill.engine._input import Row
+from labelmill.engine._outputs import Failure, build_record
+from labelmill.engine._select import wants_rationale
+from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An example whose response is not in the store: it goes to the teacher."""
+
+    row: Row
+    example: Example
+    body: dict[str, Any]
+    tag: str
+    variant: str
+    key: str
+    seq: int = -1
+    fallback: Request | None = None  # under a budget plan: the label-only request, if not explained
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    line: str  # the serialised shard record
+    rationale: bool
+    prompt_tokens: int
+    completion_tokens: int
+
+
+Outcome = Done | Failure
+
+
+def token_upper_bound(body: dict[str, Any]) -> int:
+    """UTF-8 bytes bound BPE tokens from above; 4 tokens of framing per message, 3 for the reply."""
+    prompt = sum(len(m["content"].encode("utf-8")) + 4 for m in body["messages"]) + 3
+    return prompt + int(body["max_tokens"])
+
+
+class Requests:
+    """Builds the requests of a run and turns stored responses into outcomes."""
+
+    def __init__(self, config: AnnotateConfig) -> None:
+        self.config = config
+        self.task = config.task
+        self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
+
+    def make(self, row: Row, example: Example, variant: str, seq: int = -1) -> Request:
+        body = {
+            "model": self.config.model,
+            "messages": self.task.messages(example, variant),
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens or self.task.prompts[variant].max_tokens,
+        }
+        tag = self.tags[variant]
+        return Request(row, example, body, tag, variant, request_key(body, tag), seq)
+
+    def candidates(self, row: Row, example: Example) -> list[Request]:
+        """The requests that may answer this example, preferred first.
+
+        A fixed rate asks for one variant, a pure function of (id, seed, rate). Under a budget plan
+        a stored answer of either variant is used (a rationale already paid for is never thrown
+        away, and nothing is paid twice); otherwise the planner's current rate decides.
+        """
+        if not self.config.auto_rate:
+            wanted = wants_rationale(example.id, self.config.seed, self.config.rationale_rate)
+            return [self.make(row, example, VARIANT_RATIONALE if wanted else VARIANT_LABEL)]
+        return [self.make(row, example, VARIANT_RATIONALE), self.make(row, example, VARIANT_LABEL)]
+
+    @staticmethod
+    def failure(item: Request, reason: str, detail: str) -> Failure:
+        row, example = item.row, item.example
+        return Failure(example.index, example.id, row.file, row.line, reason, detail, item.key)
+
+    def finish(self, item: Request, entry: StoredResponse) -> Outcome:
+        """Parse a stored response into a record, or a failure row saying why it is not one."""
+        built = build_record(self.task, item.example, item.variant, entry)
+        if isinstance(built, str):
+            reason, _, detail = built.partition(": ")
+            return self.failure(item, reason, detail)
+        usage = built.usage
+        return Done(built.to_json(), built.rationale is not None, usage.prompt_tokens, usage.completion_tokens)
