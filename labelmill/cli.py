@@ -20,17 +20,18 @@ import click
 
 from labelmill._exceptions import LabelmillError, UsageError
 from labelmill._version import __version__
-from labelmill.cache import read_manifest
+from labelmill.cache import ResponseStore, read_manifest
 from labelmill.engine import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
     AnnotateConfig,
     RetryPolicy,
     RunResult,
+    Task,
     load_task,
 )
 from labelmill.engine import annotate as annotate_corpus
-from labelmill.engine._budget import resolve_prices
+from labelmill.engine._budget import Prices, resolve_prices
 from labelmill.engine._config import DEFAULT_CONCURRENCY
 
 P = ParamSpec("P")
@@ -207,10 +208,13 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
              price_in: float | None, price_out: float | None, prices_file: str | None,
              **options: Any) -> None:  # fmt: skip
     """Annotate INPUT (.jsonl, .csv, .parquet or - for stdin) with a teacher LLM into shards."""
-    if estimate or select != "random":
-        raise UsageError("--estimate and --select uncertainty are not built yet (issue 4)")
+    if select != "random":
+        raise UsageError("--select uncertainty is not built yet (issue 4)")
     _setup_logging(as_json)
     prices = resolve_prices(options["model"], price_in, price_out, prices_file)
+    if estimate:
+        _print_estimate(source, load_task(task_spec), prices, cache_dir, options["limit"], budget, as_json)
+        return
     auto = rate_text == "auto" and budget is not None
     config = AnnotateConfig(
         source=source, task=load_task(task_spec), out_dir=Path(out_dir), cache_dir=Path(cache_dir),
@@ -252,6 +256,31 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
         shard_size=shard_size, limit=limit, replay=True, progress=not as_json,
     )  # fmt: skip
     _finish(run_async(annotate_corpus(config)), as_json)
+
+
+def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: str, limit: int | None,
+                    budget: float | None, as_json: bool) -> None:  # fmt: skip
+    """`annotate --estimate`: price the corpus; opens no socket."""
+    from labelmill.engine._estimate import estimate_corpus
+
+    store = ResponseStore(cache_dir) if Path(cache_dir).is_dir() else None
+    try:
+        result = estimate_corpus(source, task, prices, store=store, limit=limit, budget=budget).to_dict()
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"{result['examples']} examples ({result['token_counting']})")
+    for name, total in result["totals"].items():
+        dollars = "unknown price" if total["dollars"] is None else f"${total['dollars']:.4f}"
+        click.echo(f"  {name:>16}: {total['prompt_tokens']:,} prompt + {total['completion_tokens']:,} completion "
+                   f"tokens, {dollars}")  # fmt: skip
+    if result["plan"]:
+        plan = result["plan"]
+        click.echo(f"  auto plan for ${plan['budget']}: rationale rate {plan['rationale_rate']:.2f}, "
+                   f"about ${plan['expected_dollars']:.4f}")  # fmt: skip
 
 
 def _manifest_settings(out_dir: Path) -> dict[str, Any]:
@@ -340,5 +369,40 @@ def bench_engine(n: int, latency_ms: float, concurrency: int, rpm: int | None, a
             click.echo(f"{name:>20}: {value}")
 
 
-_register_pending(bench, {"cost": ("Tokens and dollars per example.", 4)})
+@bench.command("cost")
+@click.argument("source", metavar="INPUT")
+@click.option("--task", "task_spec", required=True, help="Built-in task (cqa, nli, classify) or a TOML file.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option("--shots", type=click.IntRange(0), default=6, show_default=True,
+              help="Demonstrations in the few-shot prompt, from the input's gold answers and rationales.")  # fmt: skip
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--limit", type=click.IntRange(1), default=None, help="Price only the first N rows.")
+@cache_option
+@click.option("--price-in", type=float, default=None)
+@click.option("--price-out", type=float, default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout too.")
+@handle_errors
+def bench_cost(source: str, task_spec: str, model: str, shots: int, out_dir: str, limit: int | None, cache_dir: str,
+               price_in: float | None, price_out: float | None, as_json: bool) -> None:  # fmt: skip
+    """Tokens and dollars per 1,000 examples: zero-shot label-only, label+rationale, few-shot; a rate sweep."""
+    from labelmill.engine._costreport import write_report
+    from labelmill.engine._estimate import estimate_corpus
+
+    task = load_task(task_spec)
+    if shots and not task.rationale_field:
+        raise UsageError(f"task {task.name!r} names no rationale_field for few-shot demonstrations: use --shots 0")
+    prices = resolve_prices(model, price_in, price_out)
+    store = ResponseStore(cache_dir) if Path(cache_dir).is_dir() else None
+    try:
+        estimate = estimate_corpus(source, task, prices, store=store, shots=shots, limit=limit)
+    finally:
+        if store is not None:
+            store.close()
+    data = write_report(estimate, Path(out_dir), model, shots)
+    if as_json:
+        print_json(data)
+    else:
+        click.echo((Path(out_dir) / "report.md").read_text(encoding="utf-8"))
+
+
 _register_pending(main, _PENDING)

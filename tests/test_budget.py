@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import iter_records, read_manifest
-from labelmill.corpus import make_cqa
+from labelmill.corpus import cqa_rows, make_cqa, write_jsonl
 from labelmill.engine import AnnotateConfig, RetryPolicy, annotate, load_task
 from labelmill.engine._budget import Ledger, Planner, Prices, resolve_prices
 from labelmill.engine._mock import MockConfig, MockTeacher
@@ -198,3 +198,37 @@ async def test_fixed_rate_with_a_budget_caps_how_far_the_run_gets(tmp_path: Path
     records = list(iter_records(tmp_path / "out"))
     assert all(r.rationale for r in records)  # the rate is kept; the budget ends the run
     assert result.summary["failure_reasons"].get("budget_exhausted", 0) == 100 - len(records)
+
+
+async def test_estimate_prices_the_corpus_without_a_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from labelmill.engine._estimate import estimate_corpus
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("--estimate opened a socket")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    source = make_cqa(50, tmp_path / "in.jsonl")
+    result = estimate_corpus(str(source), load_task("cqa"), PRICES, budget=0.001).to_dict()
+    totals = result["totals"]
+    assert totals["label"]["requests"] == 50 == totals["label+rationale"]["requests"]
+    assert 0 < totals["label"]["dollars"] < totals["label+rationale"]["dollars"]
+    assert 0 <= result["plan"]["rationale_rate"] <= 1
+
+
+def test_bench_cost_writes_its_three_files(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    rows = [{**row, "abstractive_explanation": f"because {row['answer']} fits"} for row in cqa_rows(40)]
+    source = write_jsonl(iter(rows), tmp_path / "in.jsonl")
+    done = subprocess.run(
+        [sys.executable, "-m", "labelmill", "bench", "cost", str(source), "--task", "cqa", "--shots", "3",
+         "--out", str(tmp_path / "report"), "--cache", str(tmp_path / "nocache"), "--json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"report.md", "report.json", "cost.png"}
+    data = json.loads((tmp_path / "report/report.json").read_text())
+    assert [row["rationale_rate"] for row in data["sweep_per_1000_examples"]] == [0, 0.15, 0.33, 0.5, 0.66, 0.85, 1]
+    assert data["zero_vs_few_shot_input_tokens_saved"] > 0.3
+    assert (tmp_path / "report/cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

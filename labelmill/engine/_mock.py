@@ -30,6 +30,7 @@ from labelmill.corpus import CATEGORIES
 _CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
 _CHOICE = re.compile(r"\(([a-z])\)\s*(.*?)(?=\s+\([a-z]\)\s|\s*$)")
 _LABELS_LINE = re.compile(r"^\s*Labels:\s*(.*)$", re.MULTILINE)
+_FINAL_ANSWER = re.compile(r"(?:so the answer is|answer:)\s*(.+)", re.IGNORECASE)
 _QUESTION_LINE = re.compile(r"^\s*(?:Question|Text|Premise|Hypothesis):\s*(.*)$", re.MULTILINE)
 
 
@@ -265,7 +266,11 @@ class MockTeacher:
     def answer(self, prompt: str) -> str:
         replayed = self._replayed(prompt)
         if replayed is not None:
-            return replayed
+            if "Rationale:" in prompt:
+                return replayed
+            # a label-only prompt: answer with the replayed output's final answer alone
+            final = _FINAL_ANSWER.search(replayed.split("\n\nQ:", 1)[0])
+            return f"Answer: {final.group(1).strip()}" if final else replayed
         question = " ".join(_QUESTION_LINE.findall(prompt)) or prompt[:200]
         options = _options(prompt)
         if not options:

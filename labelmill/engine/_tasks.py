@@ -64,6 +64,7 @@ class Task:
     labels: tuple[str, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
     gold_field: str | None = None
+    rationale_field: str | None = None  # a reference rationale in the input, for few-shot demonstrations
 
     @property
     def multiple_choice(self) -> bool:
@@ -95,6 +96,16 @@ class Task:
         prompt = self.prompts[variant]
         messages = [] if prompt.system is None else [{"role": "system", "content": prompt.system}]
         messages.append({"role": "user", "content": fill(prompt.template, example.fields)})
+        return messages
+
+    def few_shot_messages(self, example: Example, demos: list[tuple[Example, str]]) -> list[dict[str, str]]:
+        """The label+rationale prompt with K worked demonstrations (student text, rationale, answer) first."""
+        shown = "".join(f"{demo.text}\nRationale: {why}\nAnswer: {demo.gold}\n\n" for demo, why in demos)
+        messages = self.messages(example, VARIANT_RATIONALE)
+        messages[-1] = {
+            "role": "user",
+            "content": f"Worked examples:\n\n{shown}Now this one.\n\n{messages[-1]['content']}",
+        }
         return messages
 
     def normalise_label(self, answer: str, choices: list[str] | None) -> str | None:
@@ -178,6 +189,7 @@ BUILTIN_TASKS: dict[str, Task] = {
         id_field="id",
         choices_field="choices",
         gold_field="answer",
+        rationale_field="abstractive_explanation",
         prompts={
             VARIANT_RATIONALE: Prompt(_mc_prompt(_RATIONALE_RULES), max_tokens=96),
             VARIANT_LABEL: Prompt(_mc_prompt(_LABEL_RULES), max_tokens=24),
@@ -269,4 +281,5 @@ def task_from_dict(data: Mapping[str, Any], default_name: str = "task") -> Task:
         labels=labels,
         aliases={str(k).lower(): str(v) for k, v in dict(data.get("aliases", {})).items()},
         gold_field=data.get("gold_field"),
+        rationale_field=data.get("rationale_field"),
     )

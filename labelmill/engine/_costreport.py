@@ -1,0 +1,91 @@
+"""`labelmill bench cost`: tokens and dollars per 1,000 examples, as report.md, report.json, cost.png."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from labelmill.engine._estimate import FEW_SHOT, Estimate
+from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE
+
+SWEEP = (0.0, 0.15, 0.33, 0.5, 0.66, 0.85, 1.0)
+
+
+def sweep(estimate: Estimate) -> list[dict[str, Any]]:
+    """Cost per 1,000 examples when a fraction r of them get the label+rationale prompt."""
+    label = estimate.variants[VARIANT_LABEL].per_1k()
+    rationale = estimate.variants[VARIANT_RATIONALE].per_1k()
+    rows = []
+    for rate in SWEEP:
+        row: dict[str, Any] = {"rationale_rate": rate}
+        for field in ("prompt_tokens", "completion_tokens", "dollars"):
+            low, high = label[field], rationale[field]
+            row[field] = None if low is None or high is None else round(low * (1 - rate) + high * rate, 6)
+        rows.append(row)
+    return rows
+
+
+def write_report(estimate: Estimate, out_dir: Path, model: str, shots: int) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data = {"model": model, "shots": shots, **estimate.to_dict(), "sweep_per_1000_examples": sweep(estimate)}
+    per_1k = data["per_1000_examples"]
+    if FEW_SHOT in per_1k:
+        few, zero = per_1k[FEW_SHOT]["prompt_tokens"], per_1k[VARIANT_RATIONALE]["prompt_tokens"]
+        data["zero_vs_few_shot_input_tokens_saved"] = round(1 - zero / few, 4) if few else None
+    (out_dir / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "report.md").write_text(_markdown(data), encoding="utf-8")
+    _plot(data, out_dir / "cost.png")
+    return data
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"${value:,.4f}"
+
+
+def _markdown(data: dict[str, Any]) -> str:
+    lines = [
+        f"# Annotation cost: {data['examples']} examples, model {data['model']}",
+        "",
+        f"Prompt tokens: {data['token_counting']}. Completion tokens from: "
+        + ", ".join(f"{k}: {v}" for k, v in data["completion_tokens_from"].items()) + ".",
+        "",
+        "| prompt | input tokens / 1k ex. | output tokens / 1k ex. | dollars / 1k ex. |",
+        "|---|---:|---:|---:|",
+    ]  # fmt: skip
+    for name, row in data["per_1000_examples"].items():
+        label = f"{data['shots']}-shot label+rationale" if name == FEW_SHOT else f"zero-shot {name}"
+        lines.append(f"| {label} | {row['prompt_tokens']:,.0f} | {row['completion_tokens']:,.0f} | "
+                     f"{_money(row['dollars'])} |")  # fmt: skip
+    if data.get("zero_vs_few_shot_input_tokens_saved") is not None:
+        lines += ["", f"Zero-shot uses {data['zero_vs_few_shot_input_tokens_saved']:.0%} fewer input tokens than "
+                      f"{data['shots']}-shot prompts."]  # fmt: skip
+    lines += ["", "## Explanation rate sweep (zero-shot)", "", "| rationale rate | input tokens / 1k | "
+              "output tokens / 1k | dollars / 1k |", "|---:|---:|---:|---:|"]  # fmt: skip
+    for row in data["sweep_per_1000_examples"]:
+        lines.append(f"| {row['rationale_rate']:.2f} | {row['prompt_tokens']:,.0f} | {row['completion_tokens']:,.0f} | "
+                     f"{_money(row['dollars'])} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _plot(data: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = data["sweep_per_1000_examples"]
+    dollars = [r["dollars"] for r in rows]
+    key = "dollars" if None not in dollars else "prompt_tokens"
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot([r["rationale_rate"] for r in rows], [r[key] for r in rows], marker="o", label="zero-shot")
+    few = data["per_1000_examples"].get(FEW_SHOT)
+    if few is not None and few.get(key) is not None:
+        axis.axhline(few[key], color="tab:red", linestyle="--", label=f"{data['shots']}-shot, rationale for all")
+    axis.set_xlabel("rationale rate")
+    axis.set_ylabel("USD per 1,000 examples" if key == "dollars" else "input tokens per 1,000 examples")
+    axis.set_title(f"Annotation cost, {data['model']}")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,137 @@
+"""What a corpus will cost, without sending anything.
+
+Prompt tokens are counted from the rendered prompts at about four characters a token (OpenAI's rule
+of thumb for English; no tokenizer is downloaded at run time). Completion tokens come from the store
+when it already holds answers to the same prompts, else from priors. Reservations during a run use
+a different, proven upper bound (UTF-8 bytes), so an estimate is a forecast, not a cap.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from labelmill.cache import ResponseStore
+from labelmill.engine._budget import PRIOR_LABEL_COMPLETION, PRIOR_RATIONALE_COMPLETION, Planner, Prices
+from labelmill.engine._input import iter_rows
+from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example, Task
+
+MESSAGE_OVERHEAD = 4  # tokens of framing per chat message, and 3 more to prime the reply
+FEW_SHOT = "few-shot label+rationale"
+STORE_SAMPLE = 5000  # stored entries read to learn completion lengths
+
+
+def approx_tokens(text: str) -> int:
+    return (len(text) + 3) // 4
+
+
+def prompt_tokens(messages: list[dict[str, str]]) -> int:
+    return sum(approx_tokens(m["content"]) + MESSAGE_OVERHEAD for m in messages) + 3
+
+
+@dataclass(slots=True)
+class VariantTotals:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: float = 0.0
+    dollars: float | None = None
+
+    def per_1k(self) -> dict[str, float | None]:
+        n = max(1, self.requests)
+        return {
+            "prompt_tokens": round(self.prompt_tokens / n * 1000, 1),
+            "completion_tokens": round(self.completion_tokens / n * 1000, 1),
+            "dollars": None if self.dollars is None else round(self.dollars / n * 1000, 6),
+        }
+
+
+@dataclass(slots=True)
+class Estimate:
+    examples: int
+    variants: dict[str, VariantTotals]
+    completion_source: dict[str, str]
+    prices: Prices | None
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "examples": self.examples,
+            "token_counting": "about 4 characters a token (no tokenizer downloaded)",
+            "completion_tokens_from": self.completion_source,
+            "prices_per_1m": None if self.prices is None else {"input": self.prices.input_per_m,
+                                                               "output": self.prices.output_per_m},
+            "totals": {name: {"requests": v.requests, "prompt_tokens": v.prompt_tokens,
+                              "completion_tokens": round(v.completion_tokens), "dollars": v.dollars}
+                       for name, v in self.variants.items()},
+            "per_1000_examples": {name: v.per_1k() for name, v in self.variants.items()},
+            "plan": self.plan,
+        }  # fmt: skip
+
+
+def completion_means(store: ResponseStore | None, task: Task) -> tuple[dict[str, float], dict[str, str]]:
+    """Mean completion tokens per variant: from stored answers to these prompts, else priors."""
+    means = {VARIANT_LABEL: float(PRIOR_LABEL_COMPLETION), VARIANT_RATIONALE: float(PRIOR_RATIONALE_COMPLETION)}
+    source = {VARIANT_LABEL: "prior", VARIANT_RATIONALE: "prior"}
+    if store is None:
+        return means, source
+    tags = {task.prompt_tag(v): v for v in means}
+    seen: dict[str, list[int]] = {v: [] for v in means}
+    for key in itertools.islice(store.keys(), STORE_SAMPLE):
+        entry = store.get(key)
+        if entry is not None and entry.prompt_version in tags:
+            usage = entry.response.get("usage") or {}
+            if "completion_tokens" in usage:
+                seen[tags[entry.prompt_version]].append(int(usage["completion_tokens"]))
+    for variant, values in seen.items():
+        if values:
+            means[variant] = sum(values) / len(values)
+            source[variant] = f"store ({len(values)} answers)"
+    return means, source
+
+
+def estimate_corpus(
+    source: str,
+    task: Task,
+    prices: Prices | None,
+    store: ResponseStore | None = None,
+    shots: int = 0,
+    limit: int | None = None,
+    budget: float | None = None,
+) -> Estimate:
+    """Price label-only, label+rationale (and, with `shots`, few-shot) prompts over the corpus."""
+    means, completion_source = completion_means(store, task)
+    names = [VARIANT_LABEL, VARIANT_RATIONALE] + ([FEW_SHOT] if shots else [])
+    totals = {name: VariantTotals() for name in names}
+    demos: list[tuple[Example, str]] = []
+    examples = 0
+    for row in itertools.islice(iter_rows(source), limit):
+        if row.data is None:
+            continue
+        try:
+            example = task.render(row.data, row.index)
+        except ValueError:
+            continue
+        examples += 1
+        if shots and len(demos) < shots and task.rationale_field and row.data.get(task.rationale_field):
+            demos.append((example, str(row.data[task.rationale_field])))
+        for name in names:
+            if name == FEW_SHOT:
+                messages = task.few_shot_messages(example, demos[:shots])
+            else:
+                messages = task.messages(example, name)
+            totals[name].requests += 1
+            totals[name].prompt_tokens += prompt_tokens(messages)
+            totals[name].completion_tokens += means[VARIANT_RATIONALE if name == FEW_SHOT else name]
+    if prices is not None:
+        for variant in totals.values():
+            variant.dollars = round(prices.cost(variant.prompt_tokens, variant.completion_tokens), 8)
+    result = Estimate(examples, totals, completion_source, prices)
+    if budget is not None and prices is not None and examples:
+        label, rationale = totals[VARIANT_LABEL], totals[VARIANT_RATIONALE]
+        planner = Planner(float(label.dollars or 0) / examples, float(rationale.dollars or 0) / examples)
+        rate = planner.rate(budget, examples)
+        expected = (label.dollars or 0) * (1 - rate) + (rationale.dollars or 0) * rate
+        result.plan = {"budget": budget, "rationale_rate": round(rate, 4), "expected_dollars": round(expected, 6),
+                       "labels_fit": budget >= (label.dollars or 0)}  # fmt: skip
+    return result
