@@ -208,8 +208,6 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
              price_in: float | None, price_out: float | None, prices_file: str | None,
              **options: Any) -> None:  # fmt: skip
     """Annotate INPUT (.jsonl, .csv, .parquet or - for stdin) with a teacher LLM into shards."""
-    if select != "random":
-        raise UsageError("--select uncertainty is not built yet (issue 4)")
     _setup_logging(as_json)
     prices = resolve_prices(options["model"], price_in, price_out, prices_file)
     if estimate:
@@ -218,7 +216,8 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
     auto = rate_text == "auto" and budget is not None
     config = AnnotateConfig(
         source=source, task=load_task(task_spec), out_dir=Path(out_dir), cache_dir=Path(cache_dir),
-        rationale_rate=1.0 if auto else _rate(rate_text), auto_rate=auto, budget=budget, prices=prices,
+        rationale_rate=1.0 if auto else _rate(rate_text), auto_rate=auto and select == "random", budget=budget,
+        prices=prices, select=select,
         timeout_s=timeout_s, retry=RetryPolicy(attempts=attempts), progress=not as_json, **options,
     )  # fmt: skip
     _finish(run_async(annotate_corpus(config)), as_json)
@@ -252,6 +251,7 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
         seed=seed if seed is not None else int(settings.get("seed", 0)),
         max_tokens=max_tokens or settings.get("max_tokens"),
         auto_rate=rate_text is None and settings.get("selection") == "auto",
+        select="uncertainty" if rate_text is None and settings.get("selection") == "uncertainty" else "random",
         temperature=float(settings.get("temperature", 0.0)),
         shard_size=shard_size, limit=limit, replay=True, progress=not as_json,
     )  # fmt: skip

@@ -232,3 +232,29 @@ def test_bench_cost_writes_its_three_files(tmp_path: Path) -> None:
     assert [row["rationale_rate"] for row in data["sweep_per_1000_examples"]] == [0, 0.15, 0.33, 0.5, 0.66, 0.85, 1]
     assert data["zero_vs_few_shot_input_tokens_saved"] > 0.3
     assert (tmp_path / "report/cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_uncertainty_explains_the_least_confident_and_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 150
+    source = make_cqa(n, tmp_path / "in.jsonl")
+    budget = 0.5 * await explain_all_cost(tmp_path, source)
+    async with MockTeacher() as mock:
+        result = await annotate(config(tmp_path, source, mock.base_url, budget=budget, select="uncertainty"))
+        assert server_spend(mock) <= budget
+    assert result.exit_code == 0 and result.summary["records"] == n
+    records = list(iter_records(tmp_path / "out"))
+    assert all(r.confidence is not None for r in records)
+    explained = [r.confidence or 0.0 for r in records if r.rationale]
+    unexplained = [r.confidence or 0.0 for r in records if not r.rationale]
+    assert explained and unexplained
+    assert max(explained) <= min(unexplained)
+    assert not (tmp_path / "out" / ".uncertainty-pass1").exists()
+    assert read_manifest(tmp_path / "out")["settings"]["selection"] == "uncertainty"
+    monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: (_ for _ in ()).throw(AssertionError("socket")))
+    replayed = await annotate(config(tmp_path, source, "http://127.0.0.1:9/v1", out_dir=tmp_path / "re",
+                                     select="uncertainty", replay=True))  # fmt: skip
+    assert replayed.exit_code == 0
+    original = (tmp_path / "out/shards/part-00000.jsonl").read_bytes()
+    assert (tmp_path / "re/shards/part-00000.jsonl").read_bytes() == original

@@ -6,7 +6,8 @@ Never imports torch, transformers or the trainer (a test enforces it).
 from labelmill.engine._config import DEFAULT_BASE_URL, DEFAULT_MODEL, AnnotateConfig, env_base_url
 from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
 from labelmill.engine._parse import Parsed, parse_response, resolve_label
-from labelmill.engine._pipeline import RunResult, annotate
+from labelmill.engine._pipeline import annotate
+from labelmill.engine._requests import RunResult
 from labelmill.engine._retry import RetryPolicy, call_with_retries
 from labelmill.engine._select import selection_score, wants_rationale
 from labelmill.engine._tasks import (

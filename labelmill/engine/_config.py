@@ -41,6 +41,8 @@ class AnnotateConfig:
     prices: Prices | None = None  # None: dollars unknown (a budget then cannot be used)
     budget: float | None = None  # USD; spend never exceeds it
     auto_rate: bool = False  # the planner picks the explanation rate that spends the budget
+    select: str = "random"  # or "uncertainty": label all with logprobs, explain the least confident
+    explain_ids: frozenset[str] | None = None  # uncertainty, second pass: the examples to explain
     limit: int | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
     timeout_s: float = 60.0
@@ -62,6 +64,13 @@ class AnnotateConfig:
             )
         if self.auto_rate and self.budget is None and not self.replay:
             raise UsageError("--rationale-rate auto plans against a budget: give --budget USD")
+        if self.select == "uncertainty" and self.budget is None and not self.replay:
+            raise UsageError("--select uncertainty spends what a budget leaves after labelling: give --budget USD")
+
+    @property
+    def prefers_stored(self) -> bool:
+        """Whether a stored answer of either variant is used (budget plans, uncertainty)."""
+        return self.auto_rate or self.select == "uncertainty"
 
     @property
     def workers(self) -> int:
@@ -89,5 +98,5 @@ class AnnotateConfig:
             "seed": self.seed,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
-            "selection": "auto" if self.auto_rate else "fixed",
+            "selection": "uncertainty" if self.select == "uncertainty" else "auto" if self.auto_rate else "fixed",
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import tempfile
@@ -102,7 +103,27 @@ class IdRegistry:
             self._path.unlink()
 
 
-def build_record(task: Task, example: Example, variant: str, entry: StoredResponse) -> ShardRecord | str:
+def confidence_of(response: dict[str, Any]) -> float | None:
+    """The smallest margin, in probability, between the top two candidates of any answer token.
+
+    A confident teacher puts almost all mass on one token at every step; an unsure one splits it
+    somewhere, and that step is where the label is decided.
+    """
+    try:
+        tokens = response["choices"][0]["logprobs"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    margins = []
+    for token in tokens or []:
+        top = sorted((float(t["logprob"]) for t in token.get("top_logprobs") or []), reverse=True)
+        if len(top) >= 2:
+            margins.append(math.exp(top[0]) - math.exp(top[1]))
+    return round(min(margins), 6) if margins else None
+
+
+def build_record(
+    task: Task, example: Example, variant: str, entry: StoredResponse, confidence: float | None = None
+) -> ShardRecord | str:
     """The shard record for a response, or the reason it cannot be one (`refused: ...` etc.)."""
     try:
         choice = entry.response["choices"][0]
@@ -129,4 +150,5 @@ def build_record(task: Task, example: Example, variant: str, entry: StoredRespon
         teacher=TeacherRef(model=str(entry.request.get("model", "")), prompt=entry.prompt_version, key=entry.key),
         usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
         cost_usd=entry.cost_usd,
+        confidence=confidence_of(entry.response) if confidence is None else confidence,
     )

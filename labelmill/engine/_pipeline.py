@@ -19,7 +19,7 @@ import logging
 import signal
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from labelmill._exceptions import CircuitOpenError, LabelmillError, TeacherStatusError, UsageError
@@ -28,8 +28,8 @@ from labelmill.engine._budget import BudgetExhausted, Commitment, Spending
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine._input import Row, count_rows, iter_rows
 from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
-from labelmill.engine._outputs import Failure, FailureLog, IdRegistry
-from labelmill.engine._requests import Outcome, Request, Requests, token_upper_bound
+from labelmill.engine._outputs import Failure, FailureLog, IdRegistry, confidence_of
+from labelmill.engine._requests import Outcome, Request, Requests, RunResult, token_upper_bound
 from labelmill.engine._retry import call_with_retries
 from labelmill.engine._select import selection_score
 from labelmill.engine._stats import Progress, RunStats
@@ -41,13 +41,6 @@ log = logging.getLogger("labelmill")
 EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 3, 130
 _READ_BATCH = 512
 _FIRST_BATCH = 32
-
-
-@dataclass(slots=True)
-class RunResult:
-    summary: dict[str, Any]
-    exit_code: int
-    notes: list[str] = field(default_factory=list)
 
 
 class _Run:
@@ -108,14 +101,21 @@ class _Run:
         for position, item in enumerate(prepared):
             if not isinstance(item, Request):
                 continue
-            found = next((r for r in by_first[id(item)] if r.key in stored), None)
+            # Under a plan (or on replay) a stored answer of either variant will do; an example
+            # chosen for a rationale by uncertainty wants the rationale (its label is the fallback).
+            acceptable = (
+                [item] if self.config.explain_ids is not None and not self.config.replay else by_first[id(item)]
+            )
+            found = next((r for r in acceptable if r.key in stored), None)
             if id(item) in duplicates:
                 detail = f"duplicate id {item.example.id!r}: line {item.row.line} repeats line {duplicates[id(item)]}"
                 prepared[position] = Failure(item.example.index, None, item.row.file, item.row.line, "duplicate_id",
                                              detail)  # fmt: skip
             elif found is not None:
                 hits += 1
-                prepared[position] = self.requests.finish(found, stored[found.key])
+                label = by_first[id(item)][-1]
+                confidence = confidence_of(stored[label.key].response) if label.key in stored else None
+                prepared[position] = self.requests.finish(found, stored[found.key], confidence)
             elif self.teacher is None:
                 prepared[position] = self.requests.failure(
                     item, "not_cached", "no response in the store for this request"
@@ -191,7 +191,7 @@ class _Run:
         try:
             entry = await self.buy(item, commitment)
         except BudgetExhausted as exc:
-            if self.config.auto_rate and item.variant == VARIANT_RATIONALE:
+            if self.config.prefers_stored and item.variant == VARIANT_RATIONALE:
                 self.spending.uncommit(commitment)
                 return await self._process(self.requests.make(item.row, item.example, VARIANT_LABEL, item.seq))
             self.stop_reason = "budget_exhausted"
@@ -207,7 +207,11 @@ class _Run:
         except TeacherStatusError as exc:  # 401, 403, 404...: nothing else will work either
             self.fatal = self.fatal or exc
             raise self.fatal from None
-        return self.requests.finish(item, entry)
+        confidence = None
+        if item.variant == VARIANT_RATIONALE and self.config.select == "uncertainty":
+            label = self.store.get(self.requests.make(item.row, item.example, VARIANT_LABEL).key)
+            confidence = confidence_of(label.response) if label is not None else None
+        return self.requests.finish(item, entry, confidence)
 
     async def buy(self, item: Request, commitment: Commitment | None) -> StoredResponse:
         assert self.teacher is not None
@@ -381,6 +385,10 @@ class _Run:
 
 async def annotate(config: AnnotateConfig) -> RunResult:
     """Annotate (or, with `config.replay`, replay) a corpus into shards; see the module doc."""
+    if config.select == "uncertainty" and config.explain_ids is None and not config.replay:
+        from labelmill.engine._uncertainty import annotate_by_uncertainty
+
+        return await annotate_by_uncertainty(config, annotate)
     with ResponseStore(config.cache_dir) as store:
         if config.replay:
             return await _run_with_signals(_Run(config, store, None))

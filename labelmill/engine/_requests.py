@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from labelmill.cache import StoredResponse, request_key
@@ -11,6 +11,13 @@ from labelmill.engine._input import Row
 from labelmill.engine._outputs import Failure, build_record
 from labelmill.engine._select import wants_rationale
 from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
+
+
+@dataclass(slots=True)
+class RunResult:
+    summary: dict[str, Any]
+    exit_code: int
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,9 @@ class Requests:
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens or self.task.prompts[variant].max_tokens,
         }
+        if self.config.select == "uncertainty" and variant == VARIANT_LABEL:
+            body["logprobs"] = True  # the confidence that decides who gets a rationale
+            body["top_logprobs"] = 5
         tag = self.tags[variant]
         return Request(row, example, body, tag, variant, request_key(body, tag), seq)
 
@@ -69,7 +79,11 @@ class Requests:
         a stored answer of either variant is used (a rationale already paid for is never thrown
         away, and nothing is paid twice); otherwise the planner's current rate decides.
         """
-        if not self.config.auto_rate:
+        explain = self.config.explain_ids
+        if explain is not None:  # uncertainty, second pass: the least confident first
+            variants = [VARIANT_RATIONALE, VARIANT_LABEL] if example.id in explain else [VARIANT_LABEL]
+            return [self.make(row, example, v) for v in variants]
+        if not self.config.prefers_stored:
             wanted = wants_rationale(example.id, self.config.seed, self.config.rationale_rate)
             return [self.make(row, example, VARIANT_RATIONALE if wanted else VARIANT_LABEL)]
         return [self.make(row, example, VARIANT_RATIONALE), self.make(row, example, VARIANT_LABEL)]
@@ -79,9 +93,10 @@ class Requests:
         row, example = item.row, item.example
         return Failure(example.index, example.id, row.file, row.line, reason, detail, item.key)
 
-    def finish(self, item: Request, entry: StoredResponse) -> Outcome:
-        """Parse a stored response into a record, or a failure row saying why it is not one."""
-        built = build_record(self.task, item.example, item.variant, entry)
+    def finish(self, item: Request, entry: StoredResponse, confidence: float | None = None) -> Outcome:
+        """Parse a stored response into a record, or a failure row saying why it is not one.
+        `confidence` comes from the label-only answer when the record's own answer has no logprobs."""
+        built = build_record(self.task, item.example, item.variant, entry, confidence)
         if isinstance(built, str):
             reason, _, detail = built.partition(": ")
             return self.failure(item, reason, detail)

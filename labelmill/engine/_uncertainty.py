@@ -1,0 +1,59 @@
+"""`--select uncertainty`: explain the examples the teacher was least sure of.
+
+Pass 1 labels every example with the label-only prompt and `logprobs`; each record's confidence is
+the smallest margin between the teacher's top two candidates for an answer token. Pass 2 spends what
+the budget has left on rationales for the least confident examples, as many as the estimated cost of
+a rationale allows; a rationale that no longer fits falls back to the stored label. The final shards
+come from pass 2: every label is a store hit by then.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+from labelmill.cache import ResponseStore, iter_records
+from labelmill.engine._config import AnnotateConfig
+from labelmill.engine._estimate import estimate_corpus
+from labelmill.engine._requests import RunResult
+from labelmill.engine._tasks import VARIANT_RATIONALE
+
+Annotate = Callable[[AnnotateConfig], Awaitable[RunResult]]
+_ADDED = ("requests", "retries", "rate_limited_429", "server_errors", "dollars", "cpu_seconds", "seconds")
+
+
+async def annotate_by_uncertainty(config: AnnotateConfig, annotate: Annotate) -> RunResult:
+    assert config.budget is not None and config.prices is not None
+    first_dir = config.out_dir / ".uncertainty-pass1"
+    first = await annotate(replace(config, out_dir=first_dir, explain_ids=frozenset()))  # explain none: labels
+    if first.exit_code not in (0, 3) or not first.summary.get("complete", False):
+        return first
+    ranked = sorted((r.confidence if r.confidence is not None else 0.0, r.index, r.id) for r in iter_records(first_dir))
+    left = config.budget - float(first.summary["money"].get("spent", 0.0))
+    with ResponseStore(config.cache_dir) as store:
+        estimate = estimate_corpus(config.source, config.task, config.prices, store=store, limit=500)
+    rationale = estimate.variants[VARIANT_RATIONALE]
+    per_rationale = (rationale.dollars or 0.0) / max(1, rationale.requests)
+    count = len(ranked) if per_rationale <= 0 else min(len(ranked), math.floor(max(0.0, left) / per_rationale))
+    explain = frozenset(example_id for _, _, example_id in ranked[:count])
+    second = await annotate(replace(config, explain_ids=explain, budget=max(0.0, left)))
+    shutil.rmtree(first_dir, ignore_errors=True)
+    return _combine(first, second, count)
+
+
+def _combine(first: RunResult, second: RunResult, explained: int) -> RunResult:
+    summary: dict[str, Any] = dict(second.summary)
+    for key in _ADDED:
+        summary[key] = round(first.summary.get(key, 0) + second.summary.get(key, 0), 8)
+    summary["tokens"] = {k: first.summary["tokens"][k] + second.summary["tokens"][k] for k in ("prompt", "completion")}
+    money = dict(second.summary["money"])
+    money["spent"] = round(first.summary["money"].get("spent", 0.0) + money.get("spent", 0.0), 8)
+    money["paid"] = round(first.summary["money"]["paid"] + money["paid"], 8)
+    money["budget"] = first.summary["money"].get("budget")
+    money["dollars_per_example"] = round(money["paid"] / summary["examples"], 10) if summary["examples"] else None
+    summary["money"] = money
+    summary["uncertainty"] = {"selected_for_rationales": explained}
+    return RunResult(summary, second.exit_code, first.notes + second.notes)
