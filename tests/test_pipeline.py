@@ -243,3 +243,12 @@ async def test_api_key_never_lands_on_disk(tmp_path: Path) -> None:
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert b"SECRET" not in path.read_bytes(), path
+
+
+def test_progress_line_shows_counts_dollars_and_budget() -> None:
+    from labelmill.engine._stats import RunStats
+
+    stats = RunStats(total=10, done=4, cache_hits=1, retries=2, rate_limited=1, dollars=0.0123)
+    line = stats.line(show_dollars=True, budget=0.5)
+    for part in ("4/10 done", "1 cached", "2 retries", "1 429s", "$0.0123 of $0.50", "ETA"):
+        assert part in line

@@ -300,15 +300,19 @@ class _Run:
 
     async def run(self) -> RunResult:
         started_at = time.time()
-        if self.config.auto_rate and not self.config.replay:
-            self.total = await asyncio.to_thread(count_rows, self.config.source)
-            if self.total is None:
+        if (self.config.auto_rate and not self.config.replay) or self.config.progress:
+            self.total = await asyncio.to_thread(count_rows, self.config.source)  # for the plan and the ETA
+            if self.total is None and self.config.auto_rate:
                 raise UsageError("a budget plan counts the rows first: give a file INPUT, not standard input")
-            if self.config.limit is not None:
+            if self.total is not None and self.config.limit is not None:
                 self.total = min(self.total, self.config.limit)
+            self.stats.total = self.total
         workers = [asyncio.create_task(self.work()) for _ in range(self.config.workers)]
         producer = asyncio.create_task(self.produce())
-        progress = Progress(self.stats, self.config.progress, self.config.prices_known)
+        progress = Progress(self.stats, self.config.progress, self.config.prices_known, self.config.budget)
+        if self.config.budget is not None:
+            log.info("budget $%s: each request reserves its worst case, counting a prompt's UTF-8 bytes as its "
+                     "token bound (no tokenizer is downloaded)", self.config.budget)  # fmt: skip
         complete = False
         try:
             with progress:

@@ -65,7 +65,7 @@ class RunStats:
             "examples_per_s": round(self.done / seconds, 1) if seconds > 0 else 0.0,
         }
 
-    def line(self, show_dollars: bool) -> str:
+    def line(self, show_dollars: bool, budget: float | None = None) -> str:
         seconds = max(self.seconds, 1e-9)
         total = f"/{self.total}" if self.total else ""
         parts = [
@@ -78,7 +78,7 @@ class RunStats:
             f"{self.prompt_tokens + self.completion_tokens} tokens",
         ]
         if show_dollars:
-            parts.append(f"${self.dollars:.4f}")
+            parts.append(f"${self.dollars:.4f}" + (f" of ${budget:.2f}" if budget is not None else ""))
         if self.total and self.done:
             eta = (self.total - self.done) * seconds / self.done
             parts.append(f"ETA {eta:.0f}s")
@@ -88,9 +88,10 @@ class RunStats:
 class Progress:
     """A rich live line on stderr; silent when stderr is not a terminal or when disabled."""
 
-    def __init__(self, stats: RunStats, enabled: bool, show_dollars: bool) -> None:
+    def __init__(self, stats: RunStats, enabled: bool, show_dollars: bool, budget: float | None = None) -> None:
         self.stats = stats
         self.show_dollars = show_dollars
+        self.budget = budget
         self._live: Live | None = None
         if enabled and sys.stderr.isatty():
             console = Console(stderr=True)
@@ -103,7 +104,7 @@ class Progress:
 
     def refresh(self) -> None:
         if self._live is not None:
-            self._live.update(Text(self.stats.line(self.show_dollars)))
+            self._live.update(Text(self.stats.line(self.show_dollars, self.budget)))
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
