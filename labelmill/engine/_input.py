@@ -32,9 +32,7 @@ def iter_rows(source: str) -> Iterator[Row]:
     if source == "-":
         yield from _jsonl(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"), "<stdin>")
         return
-    path = Path(source)
-    if not path.is_file():
-        raise InputError(f"input {source} does not exist or is not a file")
+    path = _checked(source)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
         with open(path, encoding="utf-8", errors="replace") as fh:
@@ -44,15 +42,22 @@ def iter_rows(source: str) -> Iterator[Row]:
             yield from _csv(fh, str(path))
     elif suffix == ".parquet":
         yield from _parquet(path)
-    else:
-        raise InputError(f"input {source}: unknown format {suffix!r}; use .jsonl, .csv, .parquet or - (stdin)")
+
+
+def _checked(source: str) -> Path:
+    path = Path(source)
+    if not path.is_file():
+        raise InputError(f"input {source} does not exist or is not a file")
+    if path.suffix.lower() not in (".jsonl", ".json", ".ndjson", ".csv", ".parquet"):
+        raise InputError(f"input {source}: unknown format {path.suffix!r}; use .jsonl, .csv, .parquet or - (stdin)")
+    return path
 
 
 def count_rows(source: str) -> int | None:
     """How many rows `iter_rows(source)` will yield (bad lines included); None for stdin."""
     if source == "-":
         return None
-    path = Path(source)
+    path = _checked(source)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         import pyarrow.parquet as pq
