@@ -4,7 +4,7 @@ This package imports neither `labelmill.engine` nor `labelmill.trainer` (a test 
 """
 
 from labelmill.cache._keys import canonical_json, key_material, request_key
-from labelmill.cache._records import SCHEMA_VERSION, ShardRecord, TeacherRef, Usage
+from labelmill.cache._records import SCHEMA_VERSION, ShardRecord, TeacherRef, Usage, loads_object
 from labelmill.cache._shards import (
     DEFAULT_SHARD_SIZE,
     MANIFEST,
@@ -45,6 +45,7 @@ __all__ = [
     "canonical_json",
     "iter_records",
     "key_material",
+    "loads_object",
     "make_entry",
     "read_manifest",
     "request_key",

@@ -94,6 +94,14 @@ class ShardRecord:
         )
 
 
+def loads_object(line: str) -> dict[str, Any]:
+    """One JSON object from a line; ValueError (with what is wrong) for anything else."""
+    data = json.loads(line)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _field(data: dict[str, Any], name: str, kind: type[T]) -> T:
     if name not in data:
         raise ValueError(f"missing field {name!r}")

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 from labelmill._exceptions import ShardFormatError
 from labelmill._version import __version__
-from labelmill.cache._records import SCHEMA_VERSION, ShardRecord
+from labelmill.cache._records import SCHEMA_VERSION, ShardRecord, loads_object
 
 SHARDS_DIR = "shards"
 MANIFEST = "manifest.json"
@@ -211,9 +211,6 @@ def iter_records(path: str | Path) -> Iterator[ShardRecord]:
                 if not line.strip():
                     continue
                 try:
-                    data = json.loads(line)
-                    if not isinstance(data, dict):
-                        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-                    yield ShardRecord.from_dict(data)
+                    yield ShardRecord.from_dict(loads_object(line))
                 except ValueError as exc:
                     raise ShardFormatError(str(shard), number, str(exc)) from None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from labelmill._exceptions import InputError
+from labelmill.cache import loads_object
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +79,7 @@ def _jsonl(lines: io.TextIOBase | Any, name: str) -> Iterator[Row]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-            if not isinstance(data, dict):
-                raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            data = loads_object(line)
         except ValueError as exc:
             yield Row(index, name, number, None, f"invalid JSON: {exc}")
         else:
