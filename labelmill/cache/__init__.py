@@ -1,6 +1,6 @@
 """What the engine and the trainer share: request keys, the response store, shard files.
 
-This package imports neither `labelmill.engine` nor `labelmill.trainer` (a test enforces it).
+This package imports neither the engine nor the trainer subpackage (a test enforces it).
 """
 
 from labelmill.cache._keys import canonical_json, key_material, request_key
