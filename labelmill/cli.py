@@ -200,6 +200,13 @@ def _rate(value: str) -> float:
 @click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per attempt.")
 @click.option("--attempts", type=click.IntRange(1), default=6, show_default=True, help="Attempts per request.")
+@click.option(
+    "--shots",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Few-shot label+rationale prompts: demonstrations from INPUT's gold answers and rationales.",
+)
 @click.option("--estimate", is_flag=True, help="Price the corpus without sending anything (issue 4).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @handle_errors
@@ -253,7 +260,7 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
         auto_rate=rate_text is None and settings.get("selection") == "auto",
         select="uncertainty" if rate_text is None and settings.get("selection") == "uncertainty" else "random",
         temperature=float(settings.get("temperature", 0.0)),
-        shard_size=shard_size, limit=limit, replay=True, progress=not as_json,
+        shard_size=shard_size, limit=limit, replay=True, progress=not as_json, shots=int(settings.get("shots", 0)),
     )  # fmt: skip
     _finish(run_async(annotate_corpus(config)), as_json)
 
@@ -318,9 +325,47 @@ def mock_teacher(host: str, port: int, answers: str | None, require_key: str | N
 
 
 # -- commands of later issues ---------------------------------------------------------------------
-_PENDING = {
-    "optimize-prompt": ("Tune the zero-shot prompts with OPRO.", 6),
-}
+@main.command("optimize-prompt")
+@click.option("--task", "task_spec", required=True, help="Built-in task or TOML file whose prompt to tune.")
+@click.option("--dev", required=True, type=click.Path(dir_okay=False, exists=True), help="Labelled dev rows (~25).")
+@click.option("--rounds", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--candidates", type=click.IntRange(1), default=4, show_default=True, help="Proposals per round.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The best prompt, as a task TOML.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="The scorer (teacher) model.")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", default=DEFAULT_BASE_URL, show_default=True)
+@click.option("--optimizer-model", default=None, help="Default: --model.")
+@click.option("--optimizer-base-url", default=None, help="Default: --base-url.")
+@click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Default: $OPENAI_API_KEY.")
+@cache_option
+@click.option("--budget", type=click.FloatRange(0), default=None, help="USD for the whole loop.")
+@click.option("--price-in", type=float, default=None)
+@click.option("--price-out", type=float, default=None)
+@click.option("--cost-penalty", type=float, default=0.05, show_default=True, help="Score points per output token.")
+@click.option("--length-target", type=float, default=25.0, show_default=True, help="Rationale words aimed at.")
+@click.option("--length-penalty", type=float, default=0.5, show_default=True, help="Points per word off target.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@handle_errors
+def optimize_prompt(task_spec: str, out: str, cache_dir: str, budget: float | None, price_in: float | None,
+                    price_out: float | None, as_json: bool, **options: Any) -> None:  # fmt: skip
+    """Tune the zero-shot label+rationale prompt with OPRO, weighing accuracy against cost."""
+    from labelmill.engine._opro import OproConfig, Optimizer, write_outputs
+
+    _setup_logging(as_json)
+    prices = resolve_prices(options["model"], price_in, price_out)
+    if budget is not None and prices is None:
+        raise UsageError(f"a budget needs prices for {options['model']!r}: give --price-in and --price-out")
+    config = OproConfig(task=load_task(task_spec), out=Path(out), cache_dir=Path(cache_dir), budget=budget,
+                        prices=prices, **options)  # fmt: skip
+    summary = write_outputs(config, run_async(Optimizer(config).run()))
+    if as_json:
+        print_json(summary)
+    else:
+        best = summary["best"]
+        click.echo(f"best score {best['score']} (seed {summary['seed_score']}), accuracy {best['accuracy']}: "
+                   f"{best['instruction']!r}\nwritten to {out}; history in {summary['history']}")  # fmt: skip
+
+
+_PENDING: dict[str, tuple[str, int]] = {}
 
 
 # -- train / evaluate / predict (torch and transformers are imported only here) ---------------------

@@ -110,8 +110,10 @@ def test_usage_errors_exit_2_and_missing_input_exits_1(tmp_path: Path) -> None:
     missing = labelmill("annotate", str(tmp_path / "nope.jsonl"), "--task", "cqa", "--out", str(tmp_path / "o"),
                         "--cache", str(tmp_path / "c"), "--base-url", "http://127.0.0.1:9/v1")  # fmt: skip
     assert missing.returncode == 1 and "does not exist" in missing.stderr
-    not_built = labelmill("optimize-prompt", "--task", "cqa")
-    assert not_built.returncode == 2 and "not built yet" in not_built.stderr
+    listed = labelmill("--help").stdout
+    for command in ("annotate", "replay", "train", "evaluate", "predict", "bench", "optimize-prompt", "mock-teacher",
+                    "cache"):  # fmt: skip
+        assert command in listed
 
 
 def test_cache_stats_and_verify(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ class AnnotateConfig:
     auto_rate: bool = False  # the planner picks the explanation rate that spends the budget
     select: str = "random"  # or "uncertainty": label all with logprobs, explain the least confident
     explain_ids: frozenset[str] | None = None  # uncertainty, second pass: the examples to explain
+    shots: int = 0  # few-shot label+rationale prompts with this many demonstrations from the input
     limit: int | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
     timeout_s: float = 60.0
@@ -98,5 +99,6 @@ class AnnotateConfig:
             "seed": self.seed,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "shots": self.shots,
             "selection": "uncertainty" if self.select == "uncertainty" else "auto" if self.auto_rate else "fixed",
         }

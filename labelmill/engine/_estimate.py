@@ -15,7 +15,7 @@ from typing import Any
 from labelmill.cache import ResponseStore
 from labelmill.engine._budget import PRIOR_LABEL_COMPLETION, PRIOR_RATIONALE_COMPLETION, Planner, Prices
 from labelmill.engine._input import iter_rows
-from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example, Task
+from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Task
 
 MESSAGE_OVERHEAD = 4  # tokens of framing per chat message, and 3 more to prime the reply
 FEW_SHOT = "few-shot label+rationale"
@@ -103,7 +103,7 @@ def estimate_corpus(
     means, completion_source = completion_means(store, task)
     names = [VARIANT_LABEL, VARIANT_RATIONALE] + ([FEW_SHOT] if shots else [])
     totals = {name: VariantTotals() for name in names}
-    demos: list[tuple[Example, str]] = []
+    demos = task.demonstrations((r.data for r in itertools.islice(iter_rows(source), 10_000) if r.data), shots)
     examples = 0
     for row in itertools.islice(iter_rows(source), limit):
         if row.data is None:
@@ -113,13 +113,8 @@ def estimate_corpus(
         except ValueError:
             continue
         examples += 1
-        if shots and len(demos) < shots and task.rationale_field and row.data.get(task.rationale_field):
-            demos.append((example, str(row.data[task.rationale_field])))
         for name in names:
-            if name == FEW_SHOT:
-                messages = task.few_shot_messages(example, demos[:shots])
-            else:
-                messages = task.messages(example, name)
+            messages = task.few_shot_messages(example, demos) if name == FEW_SHOT else task.messages(example, name)
             totals[name].requests += 1
             totals[name].prompt_tokens += prompt_tokens(messages)
             totals[name].completion_tokens += means[VARIANT_RATIONALE if name == FEW_SHOT else name]

@@ -30,6 +30,9 @@ from labelmill.corpus import CATEGORIES
 _CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
 _CHOICE = re.compile(r"\(([a-z])\)\s*(.*?)(?=\s+\([a-z]\)\s|\s*$)")
 _LABELS_LINE = re.compile(r"^\s*Labels:\s*(.*)$", re.MULTILINE)
+OPTIMIZER_MARK = "<INS>"  # a meta-prompt shows instructions between these tags
+HELPFUL_PHRASES = ("Read every choice before answering.", "Think about what the question asks for.",
+                   "Prefer the most specific choice.")  # fmt: skip
 _FINAL_ANSWER = re.compile(r"(?:so the answer is|answer:)\s*(.+)", re.IGNORECASE)
 _QUESTION_LINE = re.compile(r"^\s*(?:Question|Text|Premise|Hypothesis):\s*(.*)$", re.MULTILINE)
 
@@ -195,7 +198,7 @@ class MockTeacher:
             self.stats.server_errors += 1
             status = 500 if self._rng.random() < 0.5 else 503
             return _error(status, "The server had an error while processing your request.", "server_error")
-        content = self.answer(prompt)
+        content = self.propose(prompt, int(body.get("seed") or 0)) if OPTIMIZER_MARK in prompt else self.answer(prompt)
         words = content.split(" ")
         while count_tokens(content) > max_tokens and len(words) > 1:
             words = words[: max(1, len(words) * 3 // 4)]
@@ -276,13 +279,28 @@ class MockTeacher:
         if not options:
             return "Answer: unknown"
         pick = _known_answer(question, options)
-        if pick is None or _stable_index("wrong|" + question, 100) < self.config.wrong_percent:
+        if pick is None or _stable_index("wrong|" + question, 100) < self._wrong_percent(prompt):
             pick = _stable_index(question + "|" + "|".join(o for _, o in options), len(options))
         letter, text = options[pick]
         answer = f"({letter}) {text}" if letter else text
         if "Rationale:" not in prompt:
             return f"Answer: {answer}"
         return f"Rationale: {self._rationale(question, text)}\nAnswer: {answer}"
+
+    def _wrong_percent(self, prompt: str) -> int:
+        """As a scorer, the mock is right more often when the instruction has more of the phrases
+        `propose` adds: deterministic, so an optimizer has something real to climb."""
+        helped = sum(phrase in prompt for phrase in HELPFUL_PHRASES)
+        return max(0, self.config.wrong_percent + 15 - 10 * helped)
+
+    def propose(self, prompt: str, seed: int) -> str:
+        """As an optimizer: a deterministic variation of the best-scored instruction shown."""
+        shown = re.findall(r"<INS>(.*?)</INS>\s*score:\s*(-?[\d.]+)", prompt, re.DOTALL)
+        base = max(shown, key=lambda s: float(s[1]))[0].strip() if shown else "Answer the question."
+        missing = [p for p in HELPFUL_PHRASES if p not in base]
+        pool = [*missing, "Please answer.", "Respond carefully."]
+        phrase = pool[_stable_index(f"{seed}|{base}", len(pool))]
+        return f"<INS>{phrase} {base}</INS>"
 
     def _replayed(self, prompt: str) -> str | None:
         if not self.config.answers:

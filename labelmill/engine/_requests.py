@@ -58,11 +58,21 @@ class Requests:
         self.config = config
         self.task = config.task
         self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
+        self.demos: list[tuple[Example, str]] = []
+        if config.shots:
+            from labelmill.engine._input import iter_rows
+
+            rows = (r.data for r in iter_rows(config.source) if r.data is not None) if config.source != "-" else ()
+            self.demos = self.task.demonstrations(rows, config.shots)
+            self.tags[VARIANT_RATIONALE] += f"+{len(self.demos)}shot"
 
     def make(self, row: Row, example: Example, variant: str, seq: int = -1) -> Request:
+        few_shot = bool(self.demos) and variant == VARIANT_RATIONALE
         body = {
             "model": self.config.model,
-            "messages": self.task.messages(example, variant),
+            "messages": self.task.few_shot_messages(example, self.demos)
+            if few_shot
+            else self.task.messages(example, variant),
             "temperature": self.config.temperature,
             "max_tokens": self.config.max_tokens or self.task.prompts[variant].max_tokens,
         }

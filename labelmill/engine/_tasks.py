@@ -17,7 +17,7 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,24 @@ class Task:
             "content": f"Worked examples:\n\n{shown}Now this one.\n\n{messages[-1]['content']}",
         }
         return messages
+
+    def demonstrations(self, rows: Iterable[Mapping[str, Any]], shots: int) -> list[tuple[Example, str]]:
+        """The first `shots` rows with a gold answer and a reference rationale, as few-shot demos."""
+        if shots and not self.rationale_field:
+            raise TaskError(f"task {self.name!r} names no rationale_field to take few-shot demonstrations from")
+        demos: list[tuple[Example, str]] = []
+        for index, row in enumerate(rows):
+            if len(demos) >= shots:
+                break
+            why = row.get(self.rationale_field or "")
+            if why:
+                try:
+                    example = self.render(row, index)
+                except ValueError:
+                    continue
+                if example.gold is not None:
+                    demos.append((example, str(why)))
+        return demos
 
     def normalise_label(self, answer: str, choices: list[str] | None) -> str | None:
         """Map a teacher's answer (letter, choice text, label, alias) to a valid label, or None."""
