@@ -66,6 +66,8 @@ def resolve_label(answer: str, options: Sequence[str], aliases: Mapping[str, str
 
 
 def _from_json(content: str) -> tuple[str, str | None] | None:
+    if "{" not in content:  # the common case: plain text, no JSON to look for
+        return None
     stripped = _FENCE.sub("", content.strip())
     if not stripped.startswith("{"):
         return None
