@@ -1,0 +1,204 @@
+"""annotate, replay and mock-teacher."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from labelmill._exceptions import UsageError
+from labelmill.cache import ResponseStore, read_manifest
+from labelmill.cli._base import cache_option, handle_errors, main, print_json, run_async, setup_logging
+from labelmill.engine import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MODEL,
+    AnnotateConfig,
+    RetryPolicy,
+    RunResult,
+    Task,
+    load_task,
+)
+from labelmill.engine import annotate as annotate_corpus
+from labelmill.engine._budget import Prices, resolve_prices
+from labelmill.engine._config import DEFAULT_CONCURRENCY
+
+
+def _finish(result: RunResult, as_json: bool) -> None:
+    for note in result.notes:
+        click.echo(f"labelmill: {note}", err=True)
+    if as_json:
+        print_json(result.summary)
+    else:
+        s = result.summary
+        click.echo(
+            f"{s['examples']} examples: {s['records']} records, {s['failures']} failures, "
+            f"{s['cache_hits']} from the store, {s['requests']} requests ({s['retries']} retries, "
+            f"{s['rate_limited_429']} 429s), rationale rate {s['rationale_rate']:.2f}, "
+            f"${s['dollars']:.4f} paid, {s['seconds']:.1f}s",
+            err=True,
+        )
+    sys.exit(result.exit_code)
+
+
+def _rate(value: str) -> float:
+    if value == "auto":
+        return 1.0  # without a budget, "auto" explains every example
+    try:
+        rate = float(value)
+    except ValueError:
+        raise UsageError(f"--rationale-rate must be 'auto' or a number in [0, 1], not {value!r}") from None
+    if not 0 <= rate <= 1:
+        raise UsageError(f"--rationale-rate must be between 0 and 1, not {rate}")
+    return rate
+
+
+@main.command()
+@click.argument("source", metavar="INPUT")
+@click.option("--task", "task_spec", required=True, help="Built-in task (cqa, nli, classify) or a TOML file.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Teacher model.")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", default=DEFAULT_BASE_URL, show_default=True)
+@click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Default: $OPENAI_API_KEY.")
+@cache_option
+@click.option("--budget", type=click.FloatRange(0), default=None, help="USD; spend never exceeds it.")
+@click.option("--rationale-rate", "rate_text", default="auto", show_default=True,
+              help="R in [0, 1], or auto: with --budget, the rate that spends it; without, 1.")  # fmt: skip
+@click.option("--select", type=click.Choice(["random", "uncertainty"]), default="random", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 4096), default=DEFAULT_CONCURRENCY, show_default=True)
+@click.option("--rpm", type=float, default=None, help="Requests per minute the account allows.")
+@click.option("--tpm", type=float, default=None, help="Tokens per minute the account allows.")
+@click.option("--max-tokens", type=click.IntRange(1), default=None, help="Override the prompts' max_tokens.")
+@click.option("--price-in", type=float, default=None, help="USD per 1M prompt tokens.")
+@click.option("--price-out", type=float, default=None, help="USD per 1M completion tokens.")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="TOML: [models.NAME] input = .. output = .. (USD per 1M tokens).")  # fmt: skip
+@click.option("--limit", type=click.IntRange(0), default=None, help="Annotate only the first N rows.")
+@click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per attempt.")
+@click.option("--attempts", type=click.IntRange(1), default=6, show_default=True, help="Attempts per request.")
+@click.option(
+    "--shots",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Few-shot label+rationale prompts: demonstrations from INPUT's gold answers and rationales.",
+)
+@click.option("--estimate", is_flag=True, help="Price the corpus without sending anything (issue 4).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@handle_errors
+def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_text: str, select: str,
+             budget: float | None, estimate: bool, as_json: bool, timeout_s: float, attempts: int,
+             price_in: float | None, price_out: float | None, prices_file: str | None,
+             **options: Any) -> None:  # fmt: skip
+    """Annotate INPUT (.jsonl, .csv, .parquet or - for stdin) with a teacher LLM into shards."""
+    setup_logging(as_json)
+    prices = resolve_prices(options["model"], price_in, price_out, prices_file)
+    if estimate:
+        _print_estimate(source, load_task(task_spec), prices, cache_dir, options["limit"], budget, as_json)
+        return
+    auto = rate_text == "auto" and budget is not None
+    config = AnnotateConfig(
+        source=source, task=load_task(task_spec), out_dir=Path(out_dir), cache_dir=Path(cache_dir),
+        rationale_rate=1.0 if auto else _rate(rate_text), auto_rate=auto and select == "random", budget=budget,
+        prices=prices, select=select,
+        timeout_s=timeout_s, retry=RetryPolicy(attempts=attempts), progress=not as_json, **options,
+    )  # fmt: skip
+    _finish(run_async(annotate_corpus(config)), as_json)
+
+
+@main.command()
+@click.argument("source", metavar="INPUT")
+@click.option("--task", "task_spec", required=True, help="Built-in task (cqa, nli, classify) or a TOML file.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@cache_option
+@click.option("--from", "from_dir", type=click.Path(file_okay=False), default=None,
+              help="Take the request settings from this run's manifest (default: --out's, if any).")  # fmt: skip
+@click.option("--model", default=None, help="Default: the manifest's, else " + DEFAULT_MODEL)
+@click.option("--rationale-rate", "rate_text", default=None, help="Default: the manifest's, else 1.")
+@click.option("--seed", type=int, default=None)
+@click.option("--max-tokens", type=click.IntRange(1), default=None)
+@click.option("--limit", type=click.IntRange(0), default=None, help="Replay only the first N rows.")
+@click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@handle_errors
+def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: str | None, model: str | None,
+           rate_text: str | None, seed: int | None, max_tokens: int | None, limit: int | None, shard_size: int,
+           as_json: bool) -> None:  # fmt: skip
+    """Rebuild shards from the store alone, offline: opens no socket."""
+    setup_logging(as_json)
+    settings = _manifest_settings(Path(from_dir or out_dir))
+    config = AnnotateConfig(
+        source=source, task=load_task(task_spec), out_dir=Path(out_dir), cache_dir=Path(cache_dir),
+        model=model or settings.get("model") or DEFAULT_MODEL,
+        rationale_rate=_rate(rate_text) if rate_text else float(settings.get("rationale_rate", 1.0)),
+        seed=seed if seed is not None else int(settings.get("seed", 0)),
+        max_tokens=max_tokens or settings.get("max_tokens"),
+        auto_rate=rate_text is None and settings.get("selection") == "auto",
+        select="uncertainty" if rate_text is None and settings.get("selection") == "uncertainty" else "random",
+        temperature=float(settings.get("temperature", 0.0)),
+        shard_size=shard_size, limit=limit, replay=True, progress=not as_json, shots=int(settings.get("shots", 0)),
+    )  # fmt: skip
+    _finish(run_async(annotate_corpus(config)), as_json)
+
+
+def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: str, limit: int | None,
+                    budget: float | None, as_json: bool) -> None:  # fmt: skip
+    """`annotate --estimate`: price the corpus; opens no socket."""
+    from labelmill.engine._estimate import estimate_corpus
+
+    store = ResponseStore(cache_dir) if Path(cache_dir).is_dir() else None
+    try:
+        result = estimate_corpus(source, task, prices, store=store, limit=limit, budget=budget).to_dict()
+    finally:
+        if store is not None:
+            store.close()
+    if as_json:
+        print_json(result)
+        return
+    click.echo(f"{result['examples']} examples ({result['token_counting']})")
+    for name, total in result["totals"].items():
+        dollars = "unknown price" if total["dollars"] is None else f"${total['dollars']:.4f}"
+        click.echo(f"  {name:>16}: {total['prompt_tokens']:,} prompt + {total['completion_tokens']:,} completion "
+                   f"tokens, {dollars}")  # fmt: skip
+    if result["plan"]:
+        plan = result["plan"]
+        click.echo(f"  auto plan for ${plan['budget']}: rationale rate {plan['rationale_rate']:.2f}, "
+                   f"about ${plan['expected_dollars']:.4f}")  # fmt: skip
+
+
+def _manifest_settings(out_dir: Path) -> dict[str, Any]:
+    try:
+        settings = read_manifest(out_dir).get("settings", {})
+    except (OSError, ValueError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
+@main.command("mock-teacher")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8089, show_default=True, help="0 picks a free port.")
+@click.option("--latency-ms", type=float, default=0.0, show_default=True)
+@click.option("--jitter-ms", type=float, default=0.0, show_default=True)
+@click.option("--rpm", type=int, default=None)
+@click.option("--tpm", type=int, default=None)
+@click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--context-tokens", type=int, default=16_384, show_default=True)
+@click.option("--rationale-words", type=int, default=24, show_default=True)
+@click.option("--wrong-percent", type=click.IntRange(0, 100), default=15, show_default=True,
+              help="On generated corpora, how often to answer at random.")  # fmt: skip
+@click.option("--api-key", "require_key", default=None, help="Answer 401 to any other key.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--answers", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="JSONL of {\"contains\": ..., \"content\": ...} to replay real outputs.")  # fmt: skip
+def mock_teacher(host: str, port: int, answers: str | None, require_key: str | None, **options: Any) -> None:
+    """Serve a local OpenAI-compatible mock teacher (for tests, benchmarks and the demo)."""
+    from labelmill.engine._mock import MockConfig, load_answers, serve
+
+    config = MockConfig(api_key=require_key, answers=load_answers(answers) if answers else [], **options)
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(serve(config, host, port))

@@ -1,0 +1,112 @@
+"""train, evaluate and predict (torch and transformers are imported only inside them)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from labelmill._exceptions import UsageError
+from labelmill.cli._base import handle_errors, main, print_json, setup_logging
+from labelmill.engine import (
+    load_task,
+)
+
+
+@main.command()
+@click.argument("shards", metavar="SHARDS")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model directory.")
+@click.option("--student", default="scratch:tiny", show_default=True, help="scratch:tiny|scratch:small|HF id|path")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Weight of the label loss.")
+@click.option("--labels", type=click.Choice(["teacher", "gold"]), default="teacher", show_default=True)
+@click.option("--explanation-rate", type=click.FloatRange(0, 1), default=1.0, show_default=True,
+              help="Keep rationales for this deterministic fraction of the records.")  # fmt: skip
+@click.option("--max-steps", type=int, default=-1, show_default=True, help="-1: train --epochs epochs.")
+@click.option("--epochs", type=float, default=3.0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--grad-accumulation", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=None, help="Default: 5e-5, or 1e-3 from scratch.")
+@click.option("--eval-split", type=click.Path(exists=True), default=None, help="Validation shards.")
+@click.option("--eval-steps", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --out.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@handle_errors
+def train(shards: str, out_dir: str, as_json: bool, **options: Any) -> None:
+    """Distil a T5 student on labels and rationales from SHARDS (distilling step-by-step)."""
+    from labelmill.trainer import TrainConfig
+    from labelmill.trainer import train as train_student
+
+    setup_logging(as_json)
+    summary = train_student(TrainConfig(shards=shards, out_dir=out_dir, **options))
+    for note in summary["notes"]:
+        click.echo(f"labelmill: note: {note}", err=True)
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(f"{summary['steps']} steps, loss {summary['first_loss']} -> {summary['last_loss']}, "
+                   f"best validation accuracy {summary['best_validation_accuracy']}, {summary['seconds']} s; "
+                   f"saved to {out_dir}")  # fmt: skip
+
+
+def _items(source: str, task_spec: str | None) -> Iterator[Any]:
+    """Rows as student inputs: rendered by --task, or taken from a `text` field (shard records)."""
+    from labelmill.engine._input import iter_rows
+    from labelmill.trainer import Item
+
+    task = load_task(task_spec) if task_spec else None
+    for row in iter_rows(source):
+        if row.data is None:
+            raise UsageError(f"{row.file}:{row.line}: {row.error}")
+        if task is not None:
+            try:
+                example = task.render(row.data, row.index)
+            except ValueError as exc:
+                raise UsageError(f"{row.file}:{row.line}: {exc}") from None
+            yield Item(example.id, example.text, example.gold, example.choices)
+        elif isinstance(row.data.get("text"), str):
+            gold = row.data.get("gold")
+            yield Item(str(row.data.get("id", row.index)), row.data["text"], gold, row.data.get("choices"))
+        else:
+            raise UsageError(f"{row.file}:{row.line}: no `text` field: give --task to render the rows")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("source", metavar="INPUT")
+@click.option("--task", "task_spec", required=True, help="Built-in task or TOML file, to render INPUT and its gold.")
+@click.option("--explain", is_flag=True, help="Also generate rationales.")
+@click.option("--predictions", type=click.Path(dir_okay=False), default=None,
+              help="Where to write predictions JSONL (default: MODEL_DIR/predictions.jsonl).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
+@handle_errors
+def evaluate(model_dir: str, source: str, task_spec: str, explain: bool, predictions: str | None,
+             as_json: bool) -> None:  # fmt: skip
+    """Exact-match label accuracy on INPUT's gold labels (plus rank classification for multiple choice)."""
+    from labelmill.trainer import evaluate as evaluate_student
+
+    summary, rows = evaluate_student(model_dir, _items(source, task_spec), explain)
+    target = Path(predictions or Path(model_dir) / "predictions.jsonl")
+    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    summary["predictions"] = str(target)
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(" ".join(f"{k}={v}" for k, v in summary.items()))
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("source", metavar="INPUT")
+@click.option("--task", "task_spec", default=None, help="Render rows with a task (default: their `text` field).")
+@click.option("--explain", is_flag=True, help="Also generate rationales.")
+@handle_errors
+def predict(model_dir: str, source: str, task_spec: str | None, explain: bool) -> None:
+    """JSONL of labels (and rationales with --explain) on stdout, streamed."""
+    from labelmill.trainer import Student
+
+    for row in Student(model_dir).predict(_items(source, task_spec), explain):
+        click.echo(json.dumps(row, ensure_ascii=False))
