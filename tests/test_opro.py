@@ -6,7 +6,7 @@ from pathlib import Path
 
 from labelmill.cache import iter_records
 from labelmill.corpus import make_cqa
-from labelmill.engine import AnnotateConfig, annotate, load_task
+from labelmill.engine import AnnotateConfig, RunResult, annotate, load_task
 from labelmill.engine._budget import Prices
 from labelmill.engine._mock import MockTeacher
 from labelmill.engine._opro import OproConfig, Optimizer, write_outputs
@@ -107,27 +107,14 @@ async def test_few_shot_prompts_as_an_annotate_variant(tmp_path: Path) -> None:
     rows = [{**row, "abstractive_explanation": f"it is a {row['answer']}"} for row in cqa_rows(20)]
     source = write_jsonl(iter(rows), tmp_path / "in.jsonl")
     async with MockTeacher() as mock:
-        zero = await annotate(
-            AnnotateConfig(
-                source=str(source),
-                task=load_task("cqa"),
-                out_dir=tmp_path / "zero",
-                cache_dir=tmp_path / "cache",
-                base_url=mock.base_url,
-                progress=False,
-            )
-        )
-        few = await annotate(
-            AnnotateConfig(
-                source=str(source),
-                task=load_task("cqa"),
-                out_dir=tmp_path / "few",
-                cache_dir=tmp_path / "cache",
-                base_url=mock.base_url,
-                progress=False,
-                shots=3,
-            )
-        )
+
+        async def run(name: str, shots: int) -> RunResult:
+            return await annotate(AnnotateConfig(source=str(source), task=load_task("cqa"), out_dir=tmp_path / name,
+                                                 cache_dir=tmp_path / "cache", base_url=mock.base_url, progress=False,
+                                                 shots=shots))  # fmt: skip
+
+        zero = await run("zero", 0)
+        few = await run("few", 3)
     assert zero.exit_code == few.exit_code == 0 and few.summary["requests"] == 20  # new prompts, new keys
     assert few.summary["tokens"]["prompt"] > 2 * zero.summary["tokens"]["prompt"]
     assert all(r.teacher.prompt.endswith("+3shot") for r in iter_records(tmp_path / "few") if r.rationale)

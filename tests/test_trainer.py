@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -67,10 +68,7 @@ def test_rows_respect_explanation_rate_and_gold_labels() -> None:
     half = sum(r.task == TASK_RATIONALE for r in to_rows(records, "teacher", 0.5))
     assert 10 <= half <= 30
     assert to_rows(records, "teacher", 0.5) == to_rows(records, "teacher", 0.5)  # deterministic
-    no_gold = [ShardRecord(**{**r.__dict__, "gold": None}) if hasattr(r, "__dict__") else r for r in records]
-    missing = [ShardRecord(r.id, r.index, r.text, r.label, r.rationale, r.choices, None, r.teacher, r.usage, None)
-               for r in records[:3]] + records[3:]  # fmt: skip
-    del no_gold
+    missing = [dataclasses.replace(r, gold=None) for r in records[:3]] + records[3:]
     with pytest.raises(UsageError, match="3 of 40 have none"):
         to_rows(missing, "gold", 1.0)
 

@@ -89,7 +89,7 @@ class _Run:
                 prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", str(exc)))
                 continue
             options = self.requests.candidates(row, example)
-            if len(options) > 1:  # a budget plan: priors for the planner from the first prompts
+            if self.config.auto_rate and self.spending.planner is None:  # priors from the first prompts
                 self.spending.set_priors(*(len(r.body["messages"][-1]["content"]) for r in reversed(options)))
             prepared.append(options[0])
             requests.append(options)
