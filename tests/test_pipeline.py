@@ -200,6 +200,31 @@ async def test_bad_lines_and_duplicate_ids_become_failure_rows(tmp_path: Path, m
     assert "line 6 repeats line 3" in rows[2]["detail"] and "missing field 'choices'" in rows[1]["detail"]
 
 
+async def test_replay_in_worker_processes_matches_the_run_byte_for_byte(tmp_path: Path, mock: MockTeacher) -> None:
+    rows = [json.dumps(r) for r in cqa_rows(2300)]
+    # a bad line, a duplicate id in a later batch than its first line, and rows never annotated
+    lines = [*rows[:700], "{not json", *rows[700:1200], rows[3], *rows[1200:]]
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    await annotate(config(tmp_path, source, mock.base_url, rationale_rate=0.4, shard_size=1000, limit=2000))
+    outputs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"re-{workers}"
+        replayed = await annotate(
+            config(tmp_path, source, "http://127.0.0.1:9/v1", out_dir=out, rationale_rate=0.4, shard_size=1000,
+                   replay=True, replay_workers=workers)
+        )  # fmt: skip
+        assert replayed.exit_code == 3 and replayed.summary["cache_hits"] == 1998
+        assert replayed.summary["failure_reasons"] == {"bad_input": 1, "duplicate_id": 1, "not_cached": 302}
+        outputs[workers] = [(out / name).read_bytes() for name in ("failures.jsonl", *shard_names(out))]
+    annotated = [(tmp_path / "out" / name).read_bytes() for name in shard_names(tmp_path / "out")]
+    assert outputs[2] == outputs[0] and outputs[2][1:] == annotated
+
+
+def shard_names(out: Path) -> list[str]:
+    return [f"shards/{s['path'].split('/')[-1]}" for s in read_manifest(out)["shards"]]
+
+
 async def test_unicode_survives_end_to_end(tmp_path: Path, mock: MockTeacher) -> None:
     row = {"id": "ü-1", "question": "Où pousse la café ☕?", "choices": ["arbre 🌳", "mer"], "answer": "arbre 🌳"}
     source = write_jsonl(iter([row]), tmp_path / "in.jsonl")

@@ -8,14 +8,14 @@ was bought, as the store recorded it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from labelmill.cache._json import dumps, loads
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class ShardRecord:
             "cost_usd": self.cost_usd,
             "confidence": self.confidence,
         }
-        return _ENCODER.encode(data)
+        return dumps(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardRecord:
@@ -96,7 +96,7 @@ class ShardRecord:
 
 def loads_object(line: str) -> dict[str, Any]:
     """One JSON object from a line; ValueError (with what is wrong) for anything else."""
-    data = json.loads(line)
+    data = loads(line)
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     return data

@@ -15,7 +15,7 @@ import glob
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -102,16 +102,24 @@ class ShardWriter:
 
     def write_line(self, line: str) -> None:
         """Append one already-serialised record (no newline)."""
+        self.write_lines([line])
+
+    def write_lines(self, lines: Sequence[str]) -> None:
+        """Append already-serialised records (no newlines), in order; one write per shard touched."""
         if self._closed:
             raise ValueError("the shard writer is closed")
-        shard = self._open or self._start_shard()
-        data = line.encode("utf-8") + b"\n"
-        shard.handle.write(data)
-        shard.digest.update(data)
-        shard.records += 1
-        self.records += 1
-        if shard.records >= self.shard_size:
-            self._finish_shard()
+        start = 0
+        while start < len(lines):
+            shard = self._open or self._start_shard()
+            chunk = lines[start : start + self.shard_size - shard.records]
+            data = ("\n".join(chunk) + "\n").encode("utf-8")
+            shard.handle.write(data)
+            shard.digest.update(data)
+            shard.records += len(chunk)
+            self.records += len(chunk)
+            start += len(chunk)
+            if shard.records >= self.shard_size:
+                self._finish_shard()
 
     def _start_shard(self) -> _OpenShard:
         number = len(self.shards)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import diskcache
 
 from labelmill._exceptions import StoreCorruptError, StoreError
+from labelmill.cache._json import dumps, loads
 from labelmill.cache._keys import request_key
 
 ENTRY_VERSION = 1
@@ -57,22 +57,20 @@ class StoredResponse:
     cost_usd: float | None = None
 
     def to_json(self) -> str:
-        return json.dumps(
+        return dumps(
             {
                 "v": ENTRY_VERSION,
                 "request": self.request,
                 "prompt_version": self.prompt_version,
                 "response": self.response,
                 "cost_usd": self.cost_usd,
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
+            }
         )
 
     @classmethod
     def from_json(cls, key: str, text: str) -> StoredResponse:
         try:
-            data = json.loads(text)
+            data = loads(text)
             return cls(
                 key=key,
                 request=dict(data["request"]),

@@ -51,6 +51,7 @@ class AnnotateConfig:
     breaker_s: float = 120.0
     grace_s: float = 5.0
     replay: bool = False
+    replay_workers: int | None = None  # processes resolving a JSONL replay; None: one per core past 4 MB
     progress: bool = True
 
     def __post_init__(self) -> None:

@@ -74,17 +74,30 @@ def count_rows(source: str) -> int | None:
 
 
 def _jsonl(lines: io.TextIOBase | Any, name: str) -> Iterator[Row]:
+    for index, number, text in _numbered(lines):
+        yield jsonl_row(index, name, number, text)
+
+
+def _numbered(lines: io.TextIOBase | Any) -> Iterator[tuple[int, int, str]]:
+    """(row index, 1-based line number, text) of each line that is not blank."""
     index = 0
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = loads_object(line)
-        except ValueError as exc:
-            yield Row(index, name, number, None, f"invalid JSON: {exc}")
-        else:
-            yield Row(index, name, number, data)
-        index += 1
+        if line.strip():
+            yield index, number, line
+            index += 1
+
+
+def jsonl_row(index: int, name: str, number: int, text: str) -> Row:
+    try:
+        return Row(index, name, number, loads_object(text))
+    except ValueError as exc:
+        return Row(index, name, number, None, f"invalid JSON: {exc}")
+
+
+def iter_jsonl_lines(path: str) -> Iterator[tuple[int, int, str]]:
+    """The unparsed rows of a JSONL file: parsing is left to whoever renders them."""
+    with open(_checked(path), encoding="utf-8", errors="replace") as fh:
+        yield from _numbered(fh)
 
 
 def _csv(fh: io.TextIOBase | Any, name: str) -> Iterator[Row]:

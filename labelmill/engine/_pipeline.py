@@ -38,15 +38,15 @@ from labelmill.engine._input import Row, count_rows, iter_rows
 from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
 from labelmill.engine._outputs import Failure, FailureLog, IdRegistry, confidence_of
 from labelmill.engine._requests import Outcome, Request, Requests, RunResult, token_upper_bound
+from labelmill.engine._resolve import ReplayPool, Resolved, Resolver
 from labelmill.engine._retry import call_with_retries
 from labelmill.engine._select import selection_score
-from labelmill.engine._stats import Progress, RunStats
+from labelmill.engine._stats import OrderedOutput, Progress, RunStats, run_result
 from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE
 from labelmill.engine._teacher import RequestRejected, RetryableError, TeacherClient
 
 log = logging.getLogger("labelmill")
 
-EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 3, 130
 _READ_BATCH = 512
 _FIRST_BATCH = 32
 
@@ -71,12 +71,13 @@ class _Run:
         self.settling: set[asyncio.Task[None]] = set()
         self.settle_error: BaseException | None = None
         self.queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=config.concurrency)
-        self.pending: dict[int, Outcome] = {}
-        self.next_seq = 0
+        self.output = OrderedOutput(self.shards, self.failures, self.stats, on_written=self.window.release)
         self.stop_reason: str | None = None  # "circuit_open" (drain as failures) or "interrupted"
         self.stop_message = ""
         self.fatal: TeacherStatusError | None = None  # a status that ends the run (401, 403, 404, ...)
         self.requests = Requests(config)
+        self.resolver = Resolver(config, self.requests, store)
+        self.pool: ReplayPool | None = None
         self.tags = self.requests.tags
         self.spending = Spending(config.prices, config.budget, config.auto_rate)
         self.total: int | None = None  # rows in the input, counted first when a plan needs it
@@ -85,57 +86,29 @@ class _Run:
 
     # -- producer -----------------------------------------------------------------------------
     def _prepare(self, rows: Iterator[Row], max_rows: int) -> tuple[list[Outcome | Request], int]:
-        """Runs in a thread: read up to `max_rows` rows, render them, check ids, build requests,
-        and resolve the ones already in the store with one query. Returns outcomes or requests in
-        input order, and how many came from the store."""
-        prepared: list[Outcome | Request] = []
-        requests: list[list[Request]] = []
-        for row in itertools.islice(rows, max_rows):
-            if row.data is None:
-                prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", row.error or ""))
-                continue
-            try:
-                example = self.task.render(row.data, row.index)
-            except ValueError as exc:
-                prepared.append(Failure(row.index, None, row.file, row.line, "bad_input", str(exc)))
-                continue
-            options = self.requests.candidates(row, example)
-            if self.config.auto_rate and self.spending.planner is None:  # priors from the first prompts
-                self.spending.set_priors(*(len(r.body["messages"][-1]["content"]) for r in reversed(options)))
-            prepared.append(options[0])
-            requests.append(options)
-        repeated = self.ids.first_lines([(r[0].example.id, r[0].row.line) for r in requests])
-        duplicates = {id(requests[i][0]): line for i, line in repeated.items()}
-        stored = self.store.get_many([r.key for options in requests for r in options])
-        by_first = {id(options[0]): options for options in requests}
-        hits = 0
-        for position, item in enumerate(prepared):
-            if not isinstance(item, Request):
-                continue
-            # Under a plan (or on replay) a stored answer of either variant will do; an example
-            # chosen for a rationale by uncertainty wants the rationale (its label is the fallback).
-            acceptable = (
-                [item] if self.config.explain_ids is not None and not self.config.replay else by_first[id(item)]
-            )
-            found = next((r for r in acceptable if r.key in stored), None)
-            if id(item) in duplicates:
-                detail = f"duplicate id {item.example.id!r}: line {item.row.line} repeats line {duplicates[id(item)]}"
-                prepared[position] = Failure(item.example.index, None, item.row.file, item.row.line, "duplicate_id",
-                                             detail)  # fmt: skip
-            elif found is not None:
-                hits += 1
-                label = by_first[id(item)][-1]
-                confidence = confidence_of(stored[label.key].response) if label.key in stored else None
-                prepared[position] = self.requests.finish(found, stored[found.key], confidence)
-            elif self.teacher is None:
-                prepared[position] = self.requests.failure(
-                    item, "not_cached", "no response in the store for this request"
-                )
-            elif self.config.auto_rate:
-                prepared[position] = replace(item, fallback=by_first[id(item)][-1])
+        """Runs in a thread: read up to `max_rows` rows and resolve them (`Resolver`)."""
+        batch = list(itertools.islice(rows, max_rows))
+        if self.config.auto_rate and self.spending.planner is None:  # priors from the first prompts
+            first = next((r for r in batch if r.data is not None), None)
+            with contextlib.suppress(ValueError):
+                if first is not None:
+                    options = self.requests.candidates(first, self.task.render(first.data or {}, first.index))
+                    self.spending.set_priors(*(len(r.body["messages"][-1]["content"]) for r in reversed(options)))
+        resolved = self.resolver.resolve(batch)
+        items = self._without_duplicates(resolved)
         # rows the planner will never see: answered from the store, failed, or at a fixed rate
-        self.settled_early += sum(1 for p in prepared if not (isinstance(p, Request) and p.fallback is not None))
-        return prepared, hits
+        self.settled_early += sum(1 for p in items if not (isinstance(p, Request) and p.fallback is not None))
+        return items, len(resolved.hits)
+
+    def _without_duplicates(self, resolved: Resolved) -> list[Outcome | Request]:
+        """A repeated id is a failure that names both lines, whatever the store holds."""
+        repeated = self.ids.first_lines([(r.id, r.line) for r in resolved.rendered])
+        for i, first_line in repeated.items():
+            r = resolved.rendered[i]
+            resolved.hits.discard(r.position)
+            detail = f"duplicate id {r.id!r}: line {r.line} repeats line {first_line}"
+            resolved.items[r.position] = Failure(r.index, None, r.file, r.line, "duplicate_id", detail)
+        return resolved.items
 
     def plan(self, item: Request) -> tuple[Request, Commitment | None]:
         """Under a budget, decided just before sending, with what is known of costs by then:
@@ -157,6 +130,9 @@ class _Run:
                 await self.queue.put(None)
 
     async def _produce(self) -> None:
+        if self.pool is not None:
+            await self._produce_in_workers(self.pool)
+            return
         rows = iter_rows(self.config.source)
         seq = 0
         limit = self.config.limit
@@ -180,6 +156,15 @@ class _Run:
                     self.emit(seq, item)
                 seq += 1
         self.stats.total = seq
+
+    async def _produce_in_workers(self, pool: ReplayPool) -> None:
+        def write(resolved: Resolved) -> None:  # the next batch in input order: nothing else writes
+            items = self._without_duplicates(resolved)
+            self.stats.cache_hits += len(resolved.hits)
+            self.output.write([item for item in items if not isinstance(item, Request)])
+
+        await pool.replay(self.config.source, self.config.limit, write, lambda: self.stop_reason == "interrupted")
+        self.stats.total = self.output.next_seq
 
     # -- workers ------------------------------------------------------------------------------
     async def work(self) -> None:
@@ -313,21 +298,7 @@ class _Run:
 
     # -- ordered output -----------------------------------------------------------------------
     def emit(self, seq: int, outcome: Outcome) -> None:
-        self.pending[seq] = outcome
-        while self.next_seq in self.pending:
-            done = self.pending.pop(self.next_seq)
-            if isinstance(done, Failure):
-                self.failures.write(done)
-                self.stats.fail(done.reason)
-            else:
-                self.shards.write_line(done.line)
-                self.stats.records += 1
-                self.stats.rationales += done.rationale
-                self.stats.record_prompt_tokens += done.prompt_tokens
-                self.stats.record_completion_tokens += done.completion_tokens
-            self.stats.done += 1
-            self.next_seq += 1
-            self.window.release()
+        self.output.put(seq, outcome)
 
     # -- the whole run ------------------------------------------------------------------------
     def interrupt(self) -> None:
@@ -337,6 +308,8 @@ class _Run:
 
     async def run(self) -> RunResult:
         started_at = time.time()
+        if processes := ReplayPool.wanted(self.config):
+            self.pool = ReplayPool(self.config, self.requests, processes)  # before any thread starts
         if (self.config.auto_rate and not self.config.replay) or self.config.progress:
             self.total = await asyncio.to_thread(count_rows, self.config.source)  # for the plan and the ETA
             if self.total is None and self.config.auto_rate:
@@ -361,6 +334,8 @@ class _Run:
             await asyncio.gather(producer, *workers, return_exceptions=True)
             await asyncio.gather(*self.settling, return_exceptions=True)  # answers already paid for
             await self.writer.aclose()
+            if self.pool is not None:
+                self.pool.close()
             self.ids.close()
             self.failures.close()
             self.shards.manifest_extra = self.manifest_extra(started_at)
@@ -405,29 +380,7 @@ class _Run:
         }
 
     def result(self) -> RunResult:
-        summary = self.stats.summary()
-        notes = []
-        if self.stop_reason == "interrupted":
-            code = EXIT_INTERRUPTED
-        elif self.stop_reason is not None or self.stats.failures:
-            code = EXIT_PARTIAL
-            if self.stop_message:
-                notes.append(self.stop_message)
-        else:
-            code = EXIT_OK
-        if self.stats.done == 0 and self.stop_reason is None:
-            notes.append(f"the input {self.config.source} has no rows: nothing to annotate")
-        summary["complete"] = self.stop_reason != "interrupted"
-        summary["exit_code"] = code
-        summary["money"] = self.spending.summary(self.stats.done)
-        exhausted = self.stats.failure_reasons.get("budget_exhausted", 0)
-        if exhausted:
-            label = self.spending.per_variant["label"]
-            per_label = label[1] / label[0] if label[0] else None
-            more = round(exhausted * per_label, 6) if per_label is not None else None
-            summary["money"]["more_needed_usd"] = more
-            notes.append(f"{exhausted} examples left unannotated; about ${more} more would label them")
-        return RunResult(summary, code, notes)
+        return run_result(self.stats, self.spending, self.stop_reason, self.stop_message, self.config.source)
 
 
 async def annotate(config: AnnotateConfig) -> RunResult:

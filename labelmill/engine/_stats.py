@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
+
+from labelmill.cache import ShardWriter
+from labelmill.engine._budget import Spending
+from labelmill.engine._outputs import Failure, FailureLog
+from labelmill.engine._requests import Outcome, RunResult
 
 
 @dataclass(slots=True)
@@ -110,3 +116,70 @@ class Progress:
         if self._live is not None:
             self.refresh()
             self._live.stop()
+
+
+EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 3, 130
+
+
+class OrderedOutput:
+    """Outcomes arrive in any order; records go to shards and failures to failures.jsonl in input order."""
+
+    def __init__(self, shards: ShardWriter, failures: FailureLog, stats: RunStats, on_written: Callable[[], None]):
+        self.shards = shards
+        self.failures = failures
+        self.stats = stats
+        self.on_written = on_written  # once per outcome written (frees a place in the read-ahead window)
+        self.pending: dict[int, Outcome] = {}
+        self.next_seq = 0
+
+    def put(self, seq: int, outcome: Outcome) -> None:
+        self.pending[seq] = outcome
+        while self.next_seq in self.pending:
+            self.write([self.pending.pop(self.next_seq)])
+            self.on_written()
+
+    def write(self, outcomes: list[Outcome]) -> None:
+        """Write outcomes that come next in input order, in one shard write."""
+        lines = []
+        for done in outcomes:
+            if isinstance(done, Failure):
+                self.failures.write(done)
+                self.stats.fail(done.reason)
+            else:
+                lines.append(done.line)
+                self.stats.rationales += done.rationale
+                self.stats.record_prompt_tokens += done.prompt_tokens
+                self.stats.record_completion_tokens += done.completion_tokens
+        self.shards.write_lines(lines)
+        self.stats.records += len(lines)
+        self.stats.done += len(outcomes)
+        self.next_seq += len(outcomes)
+
+
+def run_result(
+    stats: RunStats, spending: Spending, stop_reason: str | None, stop_message: str, source: str
+) -> RunResult:
+    """The summary, exit code and notes of a finished (or stopped) run."""
+    summary = stats.summary()
+    notes = []
+    if stop_reason == "interrupted":
+        code = EXIT_INTERRUPTED
+    elif stop_reason is not None or stats.failures:
+        code = EXIT_PARTIAL
+        if stop_message:
+            notes.append(stop_message)
+    else:
+        code = EXIT_OK
+    if stats.done == 0 and stop_reason is None:
+        notes.append(f"the input {source} has no rows: nothing to annotate")
+    summary["complete"] = stop_reason != "interrupted"
+    summary["exit_code"] = code
+    summary["money"] = spending.summary(stats.done)
+    exhausted = stats.failure_reasons.get("budget_exhausted", 0)
+    if exhausted:
+        label = spending.per_variant["label"]
+        per_label = label[1] / label[0] if label[0] else None
+        more = round(exhausted * per_label, 6) if per_label is not None else None
+        summary["money"]["more_needed_usd"] = more
+        notes.append(f"{exhausted} examples left unannotated; about ${more} more would label them")
+    return RunResult(summary, code, notes)
