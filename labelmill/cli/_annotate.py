@@ -123,11 +123,13 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
 @click.option("--max-tokens", type=click.IntRange(1), default=None)
 @click.option("--limit", type=click.IntRange(0), default=None, help="Replay only the first N rows.")
 @click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--workers", type=click.IntRange(0, 64), default=None,
+              help="Processes that resolve a JSONL input (0: none). Default: one per core past 4 MB.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @handle_errors
 def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: str | None, model: str | None,
            rate_text: str | None, seed: int | None, max_tokens: int | None, limit: int | None, shard_size: int,
-           as_json: bool) -> None:  # fmt: skip
+           workers: int | None, as_json: bool) -> None:  # fmt: skip
     """Rebuild shards from the store alone, offline: opens no socket."""
     setup_logging(as_json)
     settings = _manifest_settings(Path(from_dir or out_dir))
@@ -141,6 +143,7 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
         select="uncertainty" if rate_text is None and settings.get("selection") == "uncertainty" else "random",
         temperature=float(settings.get("temperature", 0.0)),
         shard_size=shard_size, limit=limit, replay=True, progress=not as_json, shots=int(settings.get("shots", 0)),
+        replay_workers=workers,
     )  # fmt: skip
     _finish(run_async(annotate_corpus(config)), as_json)
 
