@@ -16,6 +16,7 @@ import gc
 import itertools
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -140,10 +141,12 @@ class ReplayPool:
     """Worker processes that resolve batches of raw JSONL lines. Create it before any thread."""
 
     def __init__(self, config: AnnotateConfig, requests: Requests, workers: int) -> None:
-        # fork: the workers start at once with the parent's modules and settings (no re-import),
-        # and no thread exists yet to be caught holding a lock.
+        # fork: the workers start at once with the parent's modules and settings (no re-import).
+        # Forking is only safe while no other thread exists (one could hold a lock the child then
+        # never sees released): a library caller that already runs threads gets spawned workers.
+        method = "fork" if threading.active_count() == 1 else "spawn"
         self.executor = ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker,
+            workers, mp_context=multiprocessing.get_context(method), initializer=_init_worker,
             initargs=(config, requests),
         )  # fmt: skip
         self.workers = workers
