@@ -2,8 +2,9 @@
 
 The reader thread of an annotate run calls `Resolver.resolve` on each batch. A large replay is
 nothing but this work (render, key, decode, parse, serialise: all CPU, no waiting), so it runs
-in worker processes, one per core: `ReplayPool` forks them before the run starts any thread,
-sends them raw JSONL lines and gets back record lines in input order.
+in worker processes, one per core: `ReplayPool` forks them before the run starts any thread (or
+spawns them if the caller already runs threads), sends them raw JSONL lines in batches and gets
+back record lines in input order.
 
 Duplicate ids are checked by the caller, which alone sees every row.
 """
@@ -105,7 +106,7 @@ Compact = tuple[str, bool, int, int] | Failure  # a Done as a tuple: cheaper to 
 def _init_worker(config: AnnotateConfig, requests: Requests) -> None:
     global _worker
     _worker = Resolver(config, requests, ResponseStore(config.cache_dir))
-    # A batch keeps a thousand rows' objects alive while it is resolved, and the cyclic collector
+    # A batch keeps its rows' objects alive while it is resolved, and the cyclic collector
     # would scan them again and again (a third of the time per record, measured). Nothing here
     # makes cycles that outlive a batch; each batch ends with a collection instead.
     gc.disable()
