@@ -1,8 +1,10 @@
 import unicodedata
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from labelmill.cache import canonical_json, request_key
+from labelmill.cache import KeyTemplate, canonical_json, request_key
 
 BODY = {
     "model": "gpt-4o-mini",
@@ -74,3 +76,30 @@ def test_non_json_values_are_rejected() -> None:
         request_key({**BODY, "temperature": float("nan")}, "v1")
     with pytest.raises(TypeError):
         request_key({**BODY, "stop": {1, 2}}, "v1")
+
+
+def _with_content(text: str) -> dict[str, object]:
+    system = {"role": "system", "content": 'Be brief. "Quoted" café'}
+    return {**BODY, "temperature": 0.0, "messages": [system, {"role": "user", "content": text}]}
+
+
+@given(st.text())
+def test_a_key_template_gives_the_key_of_the_whole_body(text: str) -> None:
+    # Any text, escapes, astral characters and NUL included: a template that spelled one
+    # differently would miss every stored answer of an existing store.
+    template = KeyTemplate(_with_content(KeyTemplate.HOLE), "cqa/label@abc")
+    try:
+        expected = request_key(_with_content(text), "cqa/label@abc")
+    except UnicodeEncodeError:  # a lone surrogate is not UTF-8: neither path may key it
+        with pytest.raises(UnicodeEncodeError):
+            template.key(text)
+        return
+    assert template.key(text) == expected
+
+
+def test_a_key_template_needs_exactly_one_hole() -> None:
+    with pytest.raises(ValueError, match="exactly once"):
+        KeyTemplate(BODY, "v1")
+    twice = {**BODY, "messages": [{"role": "user", "content": KeyTemplate.HOLE}] * 2}
+    with pytest.raises(ValueError, match="exactly once"):
+        KeyTemplate(twice, "v1")

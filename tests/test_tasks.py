@@ -70,3 +70,27 @@ def test_bad_task_specs_say_what_to_do(tmp_path: Path) -> None:
     path.write_text('text = "{x}"\nlabels = ["a"]\n')
     with pytest.raises(TaskError, match=r"\[prompts\]"):
         load_task(str(path))
+
+
+@pytest.mark.parametrize("select", ["random", "uncertainty"])
+@pytest.mark.parametrize("shots", [0, 2])
+def test_request_keys_are_the_keys_of_the_bodies_sent(tmp_path: Path, select: str, shots: int) -> None:
+    from labelmill.cache import request_key
+    from labelmill.corpus import cqa_rows, write_jsonl
+    from labelmill.engine._config import AnnotateConfig
+    from labelmill.engine._input import iter_rows
+    from labelmill.engine._requests import Requests
+
+    rows = [{**row, "abstractive_explanation": "because"} for row in cqa_rows(6)]
+    rows[3]["question"] = 'Une "question" en français? \u00e9\U0001f600\n\t\\'
+    source = write_jsonl(iter(rows), tmp_path / "in.jsonl")
+    config = AnnotateConfig(source=str(source), task=load_task("cqa"), out_dir=tmp_path / "o",
+                            cache_dir=tmp_path / "c", shots=shots, select=select, replay=True)  # fmt: skip
+    requests = Requests(config)
+    made = [
+        requests.make(row, config.task.render(row.data or {}, row.index), variant)
+        for row in iter_rows(str(source))
+        for variant in (VARIANT_RATIONALE, VARIANT_LABEL)
+    ]
+    assert len({r.key for r in made}) == len(made) == 12
+    assert all(r.key == request_key(r.body, r.tag) for r in made)

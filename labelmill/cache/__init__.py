@@ -3,7 +3,7 @@
 This package imports neither the engine nor the trainer subpackage (a test enforces it).
 """
 
-from labelmill.cache._keys import canonical_json, key_material, request_key
+from labelmill.cache._keys import KeyTemplate, canonical_json, key_material, request_key
 from labelmill.cache._records import SCHEMA_VERSION, ShardRecord, TeacherRef, Usage, loads_object
 from labelmill.cache._shards import (
     DEFAULT_SHARD_SIZE,
@@ -33,6 +33,7 @@ __all__ = [
     "SHARDS_DIR",
     "STORE_SETTINGS",
     "AsyncStoreWriter",
+    "KeyTemplate",
     "ResponseStore",
     "ShardInfo",
     "ShardRecord",

@@ -66,3 +66,34 @@ def request_key(body: Mapping[str, Any], prompt_version: str) -> str:
     """`sha256:<hex>` of the canonical request; any dict order gives the same key."""
     digest = hashlib.sha256(canonical_json(key_material(body, prompt_version))).hexdigest()
     return KEY_PREFIX + digest
+
+
+_HOLE = "\x00labelmill:hole\x00"
+_encode_str = json.encoder.encode_basestring  # how json.dumps(ensure_ascii=False) spells a str
+
+
+class KeyTemplate:
+    """Request keys for bodies that differ only in one string, e.g. the last message's content.
+
+    Every request of a run shares its model, settings and prompt frame, and only the example's
+    text changes. `request_key` normalises and serialises the whole body each time; this
+    serialises it once with a placeholder and then hashes `before + spelling(text) + after`.
+    Strings are never normalised, so the result is byte for byte the canonical JSON of the full
+    body: `template.key(text) == request_key(body_with(text), prompt_version)`.
+    """
+
+    def __init__(self, body_with_hole: Mapping[str, Any], prompt_version: str) -> None:
+        text = canonical_json(key_material(body_with_hole, prompt_version)).decode("utf-8")
+        before, *after = text.split(_encode_str(_HOLE))
+        if len(after) != 1:
+            raise ValueError("the body must hold KeyTemplate.HOLE exactly once")
+        self._prefix = hashlib.sha256(before.encode("utf-8"))
+        self._after = after[0].encode("utf-8")
+
+    HOLE = _HOLE
+
+    def key(self, value: str) -> str:
+        digest = self._prefix.copy()
+        digest.update(_encode_str(value).encode("utf-8"))
+        digest.update(self._after)
+        return KEY_PREFIX + digest.hexdigest()

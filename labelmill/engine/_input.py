@@ -18,7 +18,7 @@ from labelmill._exceptions import InputError
 from labelmill.cache import loads_object
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per row: not frozen (a frozen __init__ is 5x slower)
 class Row:
     index: int  # 0-based position among the input's rows
     file: str

@@ -25,7 +25,7 @@ _JSON_ANSWER_KEYS = ("answer", "label", "choice", "final_answer")
 _JSON_RATIONALE_KEYS = ("rationale", "reasoning", "explanation", "reason")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # per row: not frozen (a frozen __init__ is 5x slower)
 class Parsed:
     label: str | None
     rationale: str | None
