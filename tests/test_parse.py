@@ -33,6 +33,10 @@ def test_unparseable_answer_has_no_label() -> None:
     assert parse_response("I cannot decide.", CHOICES, {}, True).label is None
     assert parse_response("Answer: (z)", CHOICES, {}, True).label is None
     assert parse_response("", CHOICES, {}, True).label is None
+    assert parse_response("So the answer is\n", CHOICES, {}, True).label is None  # once an IndexError
+    # Letters that case-fold like ASCII ones are no choice letters (and once crashed the parser).
+    for lookalike in ("\u212a", "(\u0130)", "\u017f. maybe"):
+        assert parse_response(f"Answer: {lookalike}", CHOICES, {}, True).label is None
 
 
 def test_label_sets_and_aliases() -> None:

@@ -75,7 +75,7 @@ class IdRegistry:
         self._db = sqlite3.connect(name, check_same_thread=False)
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-8000;"
-            "CREATE TABLE ids (id TEXT PRIMARY KEY, line INTEGER NOT NULL);"
+            "CREATE TABLE ids (id TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID;"
         )
 
     def first_lines(self, items: list[tuple[str, int]]) -> dict[int, int]:

@@ -18,8 +18,12 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 _ANSWER = re.compile(r"(?:^|\n|[.!]\s+)\s*(?:final\s+)?(?:answer|label)\s*(?:is|:)\s*(.+)", re.IGNORECASE)
 _SO_ANSWER = re.compile(r"so\s+the\s+answer\s+is\s*:?\s*(.+)", re.IGNORECASE | re.DOTALL)
+_SO_ANSWER_LOWER = re.compile(_SO_ANSWER.pattern, re.DOTALL)
+_ANSWER_STARTS = re.compile(r"[\n.!]")  # where an `_ANSWER` match can begin, besides position 0
 _RATIONALE = re.compile(r"^\s*(?:rationale|reasoning|explanation|reason)\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
-_LETTER_PREFIX = re.compile(r"^\(?([a-z])\)\s*(.*)$|^([a-z])[.:]\s+(.*)$|^\(?([a-z])\)?$", re.IGNORECASE)
+# ASCII letters only: with IGNORECASE, `[a-z]` also matches U+0130, U+017F and the Kelvin sign, whose
+# lowercase is no choice letter.
+_LETTER_PREFIX = re.compile(r"^\(?([a-zA-Z])\)\s*(.*)$|^([a-zA-Z])[.:]\s+(.*)$|^\(?([a-zA-Z])\)?$")
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 _JSON_ANSWER_KEYS = ("answer", "label", "choice", "final_answer")
 _JSON_RATIONALE_KEYS = ("rationale", "reasoning", "explanation", "reason")
@@ -99,17 +103,56 @@ def parse_response(content: str, options: Sequence[str], aliases: Mapping[str, s
 
 def _from_text(content: str) -> tuple[str, str | None]:
     text = content.split("\n\nQ:", 1)[0]  # few-shot style completions run on into the next question
-    rationale_match = _RATIONALE.search(text)
+    rationale_match = _first_rationale(text)
     rationale = rationale_match.group(1) if rationale_match else None
-    so_match = _SO_ANSWER.search(text)
+    so_match = _so_answer(text)
     if so_match:
         if rationale is None:
             rationale = text[: so_match.start()].strip() or None
-        return so_match.group(1).strip().splitlines()[0], rationale
-    answers = _ANSWER.findall(text)
-    if answers:
-        return answers[-1].strip(), rationale
+        return next(iter(so_match.group(1).strip().splitlines()), ""), rationale
+    answer = _last_answer(text)
+    if answer is not None:
+        return answer.strip(), rationale
     if rationale_match:  # only a rationale line: the answer is whatever else is there
         rest = (text[: rationale_match.start()] + text[rationale_match.end() :]).strip()
         return rest, rationale
     return text.strip(), None
+
+
+# The three searches below return what `_RATIONALE.search`, `_SO_ANSWER.search` and
+# `_ANSWER.findall(...)[-1]` return, but try the patterns only where a match can start: a
+# search tries every position, and that was most of the cost of parsing a reply.
+
+
+def _first_rationale(text: str) -> re.Match[str] | None:
+    """`_RATIONALE.search(text)`: a MULTILINE `^` holds only at 0 and after a newline."""
+    start = 0
+    while start != -1:
+        if match := _RATIONALE.match(text, start):
+            return match
+        start = text.find("\n", start) + 1 or -1
+    return None
+
+
+def _so_answer(text: str) -> re.Match[str] | None:
+    """`_SO_ANSWER.search(text)`. An ASCII text lowercases to a text of the same length, where the
+    case-sensitive pattern (which the regex engine scans for by its literal prefix) matches at the
+    same places."""
+    if not text.isascii():
+        return _SO_ANSWER.search(text)
+    match = _SO_ANSWER_LOWER.search(text.lower())
+    return _SO_ANSWER.match(text, match.start()) if match else None
+
+
+def _last_answer(text: str) -> str | None:
+    """`_ANSWER.findall(text)[-1]`: a match starts at 0 or at a newline, `.` or `!` (its first
+    token), and the next one is looked for from where the last ended."""
+    last, position, end = None, 0, len(text)
+    while position < end:
+        match = _ANSWER.match(text, position)
+        if match:
+            last, position = match.group(1), match.end()
+            continue
+        following = _ANSWER_STARTS.search(text, position + 1)
+        position = following.start() if following else end
+    return last
