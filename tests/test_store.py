@@ -59,6 +59,24 @@ def test_store_does_not_evict_past_the_diskcache_default_limit(tmp_path: Path) -
         assert all(e.key in store for e in entries)
 
 
+def test_batched_puts_write_the_rows_diskcache_itself_writes(tmp_path: Path) -> None:
+    # put_many writes diskcache's table directly: the rows must be the ones `Cache.set` writes,
+    # so diskcache (and any store written by an earlier version) reads and counts them the same.
+    columns = "key, raw, expire_time, access_count, tag, size, mode, filename, value"
+    with ResponseStore(tmp_path / "ours") as ours, ResponseStore(tmp_path / "theirs") as theirs:
+        entries = [entry(i) for i in range(3)]
+        ours.put_many(entries)
+        ours.put_many([entries[0]])  # written again: replaced, not added
+        for e in entries:
+            theirs._cache.set(e.key, e.to_json())
+        for store in (ours, theirs):
+            assert len(store) == 3 and store._cache.volume() > 0
+        select = f"SELECT {columns} FROM Cache ORDER BY key"
+        assert ours._cache._sql(select).fetchall() == theirs._cache._sql(select).fetchall()
+        assert ours._cache.get(entries[1].key) == entries[1].to_json()
+        assert ours._cache.reset("count") == theirs._cache.reset("count") == 3
+
+
 KILL_AFTER_PUT = """
 import os, signal, sys
 from labelmill.cache import ResponseStore, make_entry

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from labelmill.cache._json import dumps, loads
+from labelmill._json import dumps, loads
 
 T = TypeVar("T")
 

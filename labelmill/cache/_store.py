@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,18 @@ from typing import Any
 import diskcache
 
 from labelmill._exceptions import StoreCorruptError, StoreError
-from labelmill.cache._json import dumps, loads
+from labelmill._json import dumps, loads
 from labelmill.cache._keys import request_key
 
 ENTRY_VERSION = 1
+# diskcache's row for a str key (raw = 1) and a str value inside SQLite (mode 1 = MODE_RAW).
+_UPSERT = (
+    "INSERT INTO Cache(key, raw, store_time, expire_time, access_time, access_count, tag, size, mode, filename, value)"
+    " VALUES (?, 1, ?, NULL, ?, 0, NULL, 0, 1, NULL, ?)"
+    " ON CONFLICT(key, raw) DO UPDATE SET store_time = excluded.store_time, expire_time = NULL,"
+    " access_time = excluded.access_time, access_count = 0, tag = NULL, size = 0, mode = 1, filename = NULL,"
+    " value = excluded.value"
+)
 _NO_LIMIT = 2**62  # bytes; effectively unbounded, and eviction is off anyway
 
 STORE_SETTINGS: dict[str, Any] = {
@@ -113,13 +122,20 @@ class ResponseStore:
     # -- sync API -----------------------------------------------------------------------------
     def put(self, entry: StoredResponse) -> None:
         """Store one entry; durable when this returns."""
-        self._cache.set(entry.key, entry.to_json())
+        self.put_many([entry])
 
     def put_many(self, entries: Sequence[StoredResponse]) -> None:
-        """Store entries in one transaction (one fsync); durable when this returns."""
+        """Store entries in one transaction (one fsync); durable when this returns.
+
+        One statement for the batch, written into diskcache's table the way `Cache.set` writes a
+        str key and a str value kept in SQLite (raw key, MODE_RAW, no file, no expiry, no tag);
+        diskcache's own triggers keep its count and size. `Cache.set` per entry cost a quarter
+        of the engine's CPU per request (a SELECT, Python bookkeeping and a cull check each).
+        """
+        now = time.time()
+        rows = [(entry.key, now, now, entry.to_json()) for entry in entries]
         with self._cache.transact():
-            for entry in entries:
-                self._cache.set(entry.key, entry.to_json())
+            self._cache._con.executemany(_UPSERT, rows)
 
     def get(self, key: str) -> StoredResponse | None:
         text = self._cache.get(key)

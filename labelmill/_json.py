@@ -1,6 +1,6 @@
 """JSON for the hot paths: orjson where it gives the same data, the standard library otherwise.
 
-orjson parses and writes 3-10x faster than `json`, and a replay is mostly JSON. It is stricter:
+orjson parses and writes 3-10x faster than `json`, and a replay (or an answer) is mostly JSON. It is stricter:
 it refuses NaN and Infinity, integers beyond 64 bits and strings with lone surrogates, which
 `json` accepts. Those inputs fall back to `json`, so nothing that parsed before fails now, and a
 given value always serialises the same way (replay stays byte-identical).
@@ -29,3 +29,11 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value).decode("utf-8")
     except (orjson.JSONEncodeError, UnicodeDecodeError):
         return _ENCODER.encode(value)
+
+
+def dumps_bytes(value: Any) -> bytes:
+    """`dumps` as UTF-8 bytes (a request body)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _ENCODER.encode(value).encode("utf-8")
