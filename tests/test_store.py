@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labelmill._exceptions import StoreCorruptError
+from labelmill._exceptions import StoreCorruptError, StoreError
 from labelmill.cache import AsyncStoreWriter, ResponseStore, StoredResponse, make_entry, request_key
 from tests.conftest import REPO, run_python
 
@@ -122,6 +123,37 @@ async def test_async_writer_batches_and_is_durable_when_awaited(tmp_path: Path) 
         entries = [entry(i) for i in range(100)]
         await asyncio.gather(*(writer.put(e) for e in entries))
         assert all(e.key in store for e in entries)
+        await writer.aclose()
+
+
+async def test_submitted_entries_report_their_commit_in_order_and_flush_waits(tmp_path: Path) -> None:
+    with ResponseStore(tmp_path) as store:
+        writer = AsyncStoreWriter(store, max_batch=7)
+        entries = [entry(i) for i in range(20)]
+        reports: list[tuple[str, BaseException | None]] = []
+        for e in entries:
+            writer.submit(e, functools.partial(lambda key, error: reports.append((key, error)), e.key))
+        await writer.flush()
+        assert reports == [(e.key, None) for e in entries]  # all committed, in submission order
+        assert all(e.key in store for e in entries)
+        await writer.flush()  # nothing pending: returns at once
+        await writer.aclose()
+
+
+async def test_a_failed_batch_reports_the_error_to_each_entry(tmp_path: Path) -> None:
+    with ResponseStore(tmp_path) as store:
+
+        def failing_put_many(entries: Sequence[StoredResponse]) -> None:
+            raise OSError("disk full")
+
+        store.put_many = failing_put_many  # type: ignore[method-assign]
+        writer = AsyncStoreWriter(store)
+        errors: list[BaseException | None] = []
+        writer.submit(entry(1), errors.append)
+        with pytest.raises(StoreError, match="disk full"):
+            await writer.put(entry(2))
+        await writer.flush()
+        assert len(errors) == 1 and isinstance(errors[0], StoreError)
         await writer.aclose()
 
 

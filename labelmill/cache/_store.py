@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,31 +208,58 @@ class ResponseStore:
         self.close()
 
 
+Committed = Callable[[BaseException | None], None]
+
+
 class AsyncStoreWriter:
     """Puts from async code without blocking the event loop.
 
-    Each `await put(entry)` returns once the entry is committed. Puts that arrive while a batch is
-    being written are gathered into the next batch: one transaction and one fsync for many entries,
-    run in a worker thread.
+    Each `await put(entry)` returns once the entry is committed; `submit(entry, committed)`
+    calls `committed(None)` then (or `committed(error)` if the write failed) without a task or a
+    future per entry. Entries that arrive while a batch is being written are gathered into the
+    next batch: one transaction and one fsync for many entries, run in a worker thread.
     """
 
     def __init__(self, store: ResponseStore, max_batch: int = 512) -> None:
         self._store = store
         self._max_batch = max_batch
-        self._pending: list[tuple[StoredResponse, asyncio.Future[None]]] = []
+        self._pending: list[tuple[StoredResponse, Committed]] = []
+        self._writing = 0  # entries in the batch being written
         self._wake = asyncio.Event()
+        self._flushed: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
     async def put(self, entry: StoredResponse) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def committed(error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+        self.submit(entry, committed)
+        await future
+
+    def submit(self, entry: StoredResponse, committed: Committed) -> None:
+        """Queue `entry`; `committed` (which must not raise) runs in the event loop once the
+        batch holding it is written."""
         if self._closed:
             raise StoreError("the store writer is closed")
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="labelmill-store-writer")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((entry, future))
+        self._pending.append((entry, committed))
         self._wake.set()
-        await future
+
+    async def flush(self) -> None:
+        """Return once every entry submitted so far is written (or has failed)."""
+        if self._pending or self._writing:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._flushed.append(future)
+            await future
 
     async def _run(self) -> None:
         while not (self._closed and not self._pending):
@@ -242,16 +269,20 @@ class AsyncStoreWriter:
                 continue
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
+            self._writing = len(batch)
+            error: BaseException | None = None
             try:
                 await asyncio.to_thread(self._store.put_many, [entry for entry, _ in batch])
             except Exception as exc:  # every waiter learns the write failed
-                for _, future in batch:
+                error = StoreError(f"store write failed: {exc}")
+            self._writing = 0
+            for _, committed in batch:
+                committed(error)
+            if not self._pending:
+                for future in self._flushed:
                     if not future.done():
-                        future.set_exception(StoreError(f"store write failed: {exc}"))
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+                        future.set_result(None)
+                self._flushed.clear()
 
     async def aclose(self) -> None:
         """Write what is pending, then stop the writer task."""

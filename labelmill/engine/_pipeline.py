@@ -2,7 +2,7 @@
 
     producer (reads rows in a thread, renders them, checks ids, answers store hits)
         -> bounded queue -> C workers: limits -> teacher (retries)
-        -> a settling task per answer: store put (batched fsync) -> record
+        -> store writer (batched fsync) -> a callback per committed answer: record
         -> reorder window (input order) -> shard writer / failures.jsonl
 
 Backpressure: the producer admits row `n` only while fewer than `window` rows are between the
@@ -11,7 +11,7 @@ to the store before its example counts as done, so a killed run re-pays at most 
 flight: requests sent plus answers not yet committed, at most 2 x concurrency. Replay is the same
 pipeline with no teacher: a miss becomes a `not_cached` failure.
 
-Why a worker hands its answer to a settling task instead of finishing it: the next request goes
+Why a worker hands its answer to the store writer instead of finishing it: the next request goes
 out in the same step the answer arrives in, before the store write, the parse and the record.
 On Python 3.11 every other hop (a semaphore handed to another task, a new task) waits behind
 everything already queued, and when a hundred answers arrive together those hops, not the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import signal
@@ -68,7 +69,6 @@ class _Run:
         self.breaker = CircuitBreaker(window_s=config.breaker_s)
         self.window = asyncio.Semaphore(config.window)
         self.unsettled = asyncio.Semaphore(2 * config.concurrency)  # in flight + answered, not yet committed
-        self.settling: set[asyncio.Task[None]] = set()
         self.settle_error: BaseException | None = None
         self.queue: asyncio.Queue[Request | None] = asyncio.Queue(maxsize=config.concurrency)
         self.output = OrderedOutput(self.shards, self.failures, self.stats, on_written=self.window.release)
@@ -178,29 +178,24 @@ class _Run:
                 self.unsettled.release()
                 raise
             if isinstance(result, tuple):
-                task = asyncio.create_task(self.settle(*result))
-                self.settling.add(task)
-                task.add_done_callback(self._settled)
+                self.writer.submit(result[1], functools.partial(self.settle, *result))
             else:
                 self.unsettled.release()
                 self.emit(item.seq, result)
 
-    async def settle(self, item: Request, entry: StoredResponse) -> None:
-        """Commit an answer, then make its record: durable before the example counts as done."""
+    def settle(self, item: Request, entry: StoredResponse, error: BaseException | None) -> None:
+        """Once an answer is committed, make its record: durable before the example counts as done."""
+        self.unsettled.release()
         try:
-            await self.writer.put(entry)
-        finally:
-            self.unsettled.release()
-        confidence = None
-        if item.variant == VARIANT_RATIONALE and self.config.select == "uncertainty":
-            label = self.store.get(self.requests.make(item.row, item.example, VARIANT_LABEL).key)
-            confidence = confidence_of(label.response) if label is not None else None
-        self.emit(item.seq, self.requests.finish(item, entry, confidence))
-
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self.settling.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.settle_error = self.settle_error or task.exception()
+            if error is not None:
+                raise error
+            confidence = None
+            if item.variant == VARIANT_RATIONALE and self.config.select == "uncertainty":
+                label = self.store.get(self.requests.make(item.row, item.example, VARIANT_LABEL).key)
+                confidence = confidence_of(label.response) if label is not None else None
+            self.emit(item.seq, self.requests.finish(item, entry, confidence))
+        except Exception as exc:  # raised by the supervisor: nothing may be lost silently
+            self.settle_error = self.settle_error or exc
 
     async def process(self, item: Request) -> Outcome | tuple[Request, StoredResponse]:
         """A failure, or the request as sent (the plan may have changed it) with its answer."""
@@ -332,8 +327,7 @@ class _Run:
             for task in [producer, *workers]:
                 task.cancel()
             await asyncio.gather(producer, *workers, return_exceptions=True)
-            await asyncio.gather(*self.settling, return_exceptions=True)  # answers already paid for
-            await self.writer.aclose()
+            await self.writer.aclose()  # answers already paid for are committed and recorded
             if self.pool is not None:
                 self.pool.close()
             self.ids.close()
@@ -354,7 +348,7 @@ class _Run:
             if self.settle_error is not None:
                 raise self.settle_error
             if all(w.done() for w in workers):
-                await asyncio.gather(*self.settling, return_exceptions=True)
+                await self.writer.flush()
                 if self.settle_error is not None:
                     raise self.settle_error
                 return
