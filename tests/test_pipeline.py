@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -277,3 +278,13 @@ def test_progress_line_shows_counts_dollars_and_budget() -> None:
     line = stats.line(show_dollars=True, budget=0.5)
     for part in ("4/10 done", "1 cached", "2 retries", "1 429s", "$0.0123 of $0.50", "ETA"):
         assert part in line
+
+
+async def test_run_settings_shorten_the_switch_interval_and_restore_it() -> None:
+    from labelmill.engine._runtime import SWITCH_INTERVAL_S, run_settings
+
+    before = sys.getswitchinterval()
+    with pytest.raises(RuntimeError), run_settings(lambda: None):
+        assert sys.getswitchinterval() <= SWITCH_INTERVAL_S
+        raise RuntimeError("the run failed")
+    assert sys.getswitchinterval() == before

@@ -127,7 +127,7 @@ class ShardWriter:
         self._open = _OpenShard(number=number, tmp_path=tmp_path, handle=open(tmp_path, "wb"))  # noqa: SIM115 (closed in _finish_shard)
         return self._open
 
-    def _finish_shard(self) -> None:
+    def _finish_shard(self, manifest: bool = True) -> None:
         shard = self._open
         if shard is None:
             return
@@ -139,7 +139,8 @@ class ShardWriter:
         _fsync_dir(self.shard_dir)
         self.shards.append(ShardInfo(f"{SHARDS_DIR}/{final.name}", shard.records, shard.digest.hexdigest()))
         self._open = None
-        self.write_manifest()
+        if manifest:
+            self.write_manifest()
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -162,7 +163,7 @@ class ShardWriter:
         """
         if self._closed:
             return
-        self._finish_shard()
+        self._finish_shard(manifest=False)  # the final manifest below lists it
         self._closed = True
         self._complete = complete
         kept = {Path(s.path).name for s in self.shards}

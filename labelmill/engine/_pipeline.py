@@ -25,13 +25,12 @@ import contextlib
 import functools
 import itertools
 import logging
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-from labelmill._exceptions import CircuitOpenError, LabelmillError, TeacherStatusError, UsageError
+from labelmill._exceptions import CircuitOpenError, TeacherStatusError, UsageError
 from labelmill.cache import AsyncStoreWriter, ResponseStore, ShardWriter, StoredResponse
 from labelmill.engine._budget import BudgetExhausted, Commitment, Spending
 from labelmill.engine._config import AnnotateConfig
@@ -41,6 +40,7 @@ from labelmill.engine._outputs import Failure, FailureLog, IdRegistry, confidenc
 from labelmill.engine._requests import Outcome, Request, Requests, RunResult, token_upper_bound
 from labelmill.engine._resolve import ReplayPool, Resolved, Resolver
 from labelmill.engine._retry import call_with_retries
+from labelmill.engine._runtime import run_settings
 from labelmill.engine._select import selection_score
 from labelmill.engine._stats import OrderedOutput, Progress, RunStats, run_result
 from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE
@@ -391,13 +391,5 @@ async def annotate(config: AnnotateConfig) -> RunResult:
 
 
 async def _run_with_signals(run: _Run) -> RunResult:
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGINT, run.interrupt)
-    try:
+    with run_settings(run.interrupt):
         return await run.run()
-    except LabelmillError:
-        raise
-    finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signal.SIGINT)
