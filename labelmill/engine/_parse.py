@@ -46,18 +46,19 @@ def resolve_label(answer: str, options: Sequence[str], aliases: Mapping[str, str
     if not text:
         return None
     lowered = {o.lower(): o for o in options}
-    if text.lower() in lowered:
-        return lowered[text.lower()]
-    if text.lower() in aliases:
-        target = aliases[text.lower()]
+    key = text.lower()
+    if key in lowered:
+        return lowered[key]
+    if key in aliases:
+        target = aliases[key]
         return lowered.get(target.lower(), target if not options else None)
     match = _LETTER_PREFIX.match(text)
     if match and options:
         letter = (match.group(1) or match.group(3) or match.group(5)).lower()
-        rest = _clean(match.group(2) or match.group(4) or "")
+        rest = _clean(match.group(2) or match.group(4) or "").lower()
         index = LETTERS.index(letter)
-        if rest and rest.lower() in lowered:
-            return lowered[rest.lower()]  # the text wins over a mismatched letter
+        if rest and rest in lowered:
+            return lowered[rest]  # the text wins over a mismatched letter
         if index < len(options):
             return options[index]
     mentioned = [o for o in options if re.search(rf"(?<!\w){re.escape(o)}(?!\w)", text, re.IGNORECASE)]
