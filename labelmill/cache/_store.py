@@ -80,11 +80,12 @@ class StoredResponse:
     def from_json(cls, key: str, text: str) -> StoredResponse:
         try:
             data = loads(text)
+            request, response = data["request"], data["response"]
             return cls(
                 key=key,
-                request=dict(data["request"]),
+                request=request if type(request) is dict else dict(request),  # freshly parsed: no copy
                 prompt_version=str(data["prompt_version"]),
-                response=dict(data["response"]),
+                response=response if type(response) is dict else dict(response),
                 cost_usd=data.get("cost_usd"),
             )
         except (ValueError, KeyError, TypeError) as exc:

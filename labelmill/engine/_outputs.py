@@ -110,9 +110,10 @@ def confidence_of(response: dict[str, Any]) -> float | None:
     somewhere, and that step is where the label is decided.
     """
     try:
-        tokens = response["choices"][0]["logprobs"]["content"]
-    except (KeyError, IndexError, TypeError):
+        logprobs = response["choices"][0].get("logprobs")  # absent in most answers: no exception then
+    except (KeyError, IndexError, TypeError, AttributeError):
         return None
+    tokens = logprobs.get("content") if isinstance(logprobs, dict) else None
     margins = []
     for token in tokens or []:
         top = sorted((float(t["logprob"]) for t in token.get("top_logprobs") or []), reverse=True)
