@@ -24,6 +24,14 @@ def test_importing_never_loads_torch_or_transformers(module: str) -> None:
     assert result.stdout.strip() == ""
 
 
+def test_the_cli_and_replay_start_without_the_http_client() -> None:
+    # aiohttp costs about 0.1 s to import (it builds TLS contexts): only a run that talks to a
+    # teacher loads it, so `labelmill replay` and `--help` start faster.
+    result = run_python("import sys, labelmill.cli\nprint('aiohttp' in sys.modules)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
 def imported_modules(package: Path) -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for source in package.rglob("*.py"):

@@ -15,12 +15,13 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from labelmill._exceptions import TeacherStatusError
 from labelmill._json import dumps_bytes, loads
+
+if TYPE_CHECKING:  # imported when a client opens: a replay or `--help` does not pay ~0.1 s for it
+    import aiohttp
 
 RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Statuses that concern one request (its size or content), not the run: the example becomes a
@@ -84,17 +85,22 @@ class TeacherClient:
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._connections = connections
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
         self._in_flight = 0
         self._peak_in_flight = 0  # about the connections the pool has opened
         self._opening = asyncio.Lock()
 
     async def __aenter__(self) -> TeacherClient:
+        import aiohttp
+
         plain_http = self.url.startswith("http://")  # a local server: skip building a TLS context
         connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections, ssl=not plain_http)
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, headers=self._headers, json_serialize=json.dumps
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            headers=self._headers,
+            json_serialize=json.dumps,
         )
         return self
 
@@ -127,6 +133,8 @@ class TeacherClient:
             await asyncio.sleep(0)
 
     async def _complete(self, body: Mapping[str, Any]) -> Reply:
+        import aiohttp  # loaded by __aenter__: a lookup here
+
         assert self._session is not None
         try:
             async with self._session.post(self.url, data=dumps_bytes(body)) as response:
