@@ -55,6 +55,11 @@ def test_annotate_json_summary_then_replay_from_stdin(tmp_path: Path) -> None:
     assert replayed.returncode == 0, replayed.stderr
     assert json.loads(replayed.stdout)["cache_hits"] == 50
     assert (tmp_path / "re/shards/part-00000.jsonl").read_bytes() == (out / "shards/part-00000.jsonl").read_bytes()
+    # Worker processes forked by a fresh CLI process (the in-process test spawns them instead).
+    forked = labelmill("replay", str(source), "--task", "cqa", "--out", str(tmp_path / "fk"), "--cache", str(cache),
+                       "--from", str(out), "--workers", "2", "--json")  # fmt: skip
+    assert forked.returncode == 0, forked.stderr
+    assert (tmp_path / "fk/shards/part-00000.jsonl").read_bytes() == (out / "shards/part-00000.jsonl").read_bytes()
 
 
 def test_kill_9_mid_run_then_rerun_repays_at_most_the_calls_in_flight(tmp_path: Path) -> None:
