@@ -1,9 +1,9 @@
 """JSON for the hot paths: orjson where it gives the same data, the standard library otherwise.
 
-orjson parses and writes 3-10x faster than `json`, and a replay (or an answer) is mostly JSON. It is stricter:
-it refuses NaN and Infinity, integers beyond 64 bits and strings with lone surrogates, which
-`json` accepts. Those inputs fall back to `json`, so nothing that parsed before fails now, and a
-given value always serialises the same way (replay stays byte-identical).
+orjson parses and writes 3-10x faster than `json`, and a replay (or a teacher's answer) is mostly
+JSON. It is stricter: it refuses NaN and Infinity, integers beyond 64 bits and strings with lone
+surrogates, which `json` accepts. Those inputs fall back to `json`, so nothing that parsed before
+fails now, and a given value always serialises the same way (replay stays byte-identical).
 """
 
 from __future__ import annotations

@@ -82,6 +82,8 @@ class KeyTemplate:
     body: `template.key(text) == request_key(body_with(text), prompt_version)`.
     """
 
+    HOLE = _HOLE  # put this string where the text goes in the body given to the constructor
+
     def __init__(self, body_with_hole: Mapping[str, Any], prompt_version: str) -> None:
         text = canonical_json(key_material(body_with_hole, prompt_version)).decode("utf-8")
         before, *after = text.split(_encode_str(_HOLE))
@@ -89,8 +91,6 @@ class KeyTemplate:
             raise ValueError("the body must hold KeyTemplate.HOLE exactly once")
         self._prefix = hashlib.sha256(before.encode("utf-8"))
         self._after = after[0].encode("utf-8")
-
-    HOLE = _HOLE
 
     def key(self, value: str) -> str:
         digest = self._prefix.copy()
