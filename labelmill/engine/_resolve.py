@@ -87,7 +87,10 @@ class Resolver:
             if found is not None:
                 out.hits.add(position)
                 label = options[-1]
-                confidence = confidence_of(stored[label.key].response) if label.key in stored else None
+                # the label answer's confidence, when the record's own answer is another one
+                confidence = (
+                    confidence_of(stored[label.key].response) if label is not found and label.key in stored else None
+                )
                 out.items[position] = self.requests.finish(found, stored[found.key], confidence)
             elif self.config.replay:
                 detail = "no response in the store for this request"
