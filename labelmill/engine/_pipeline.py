@@ -123,11 +123,13 @@ class _Run:
         return chosen, self.spending.commit(explain)
 
     async def produce(self) -> None:
-        try:
-            await self._produce()
-        finally:
-            for _ in range(self.config.concurrency):  # one end-of-input mark per worker
-                await self.queue.put(None)
+        await self._produce()
+        # One end-of-input mark per worker, only after the input ended normally (not in a
+        # `finally`): when every worker has stopped on a fatal status, these puts block on a full
+        # queue that nobody reads, and only a cancellation, which a `finally` would swallow into
+        # the next put, lets the run end.
+        for _ in range(self.config.concurrency):
+            await self.queue.put(None)
 
     async def _produce(self) -> None:
         if self.pool is not None:
