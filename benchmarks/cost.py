@@ -28,12 +28,12 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cqa"
 RESULTS = Path(__file__).resolve().parent / "results" / "cost"
 
 
-def palm_answers(n: int, path: Path) -> Path:
-    """`{"contains": question, "content": PaLM output}` for the first n training questions."""
-    rows = [json.loads(line) for line in (DATA / "cqa_train.json").read_text(encoding="utf-8").splitlines()[:n]]
+def palm_answers(n: int, path: Path, split: str = "train") -> Path:
+    """`{"contains": question, "content": PaLM output}` for the first n questions of `split`."""
+    rows = [json.loads(line) for line in (DATA / f"cqa_{split}.json").read_text(encoding="utf-8").splitlines()[:n]]
     outputs: list[str] = []
-    for part in range((n + 999) // 1000):
-        outputs += json.loads((DATA / "llm" / f"train_CoT_{part}.json").read_text(encoding="utf-8"))
+    for part in range((min(n, len(rows)) + 999) // 1000):
+        outputs += json.loads((DATA / "llm" / f"{split}_CoT_{part}.json").read_text(encoding="utf-8"))
     with open(path, "w", encoding="utf-8") as fh:
         for row, output in zip(rows, outputs, strict=False):
             fh.write(json.dumps({"contains": row["question"], "content": output.split("\n\nQ:")[0]}) + "\n")

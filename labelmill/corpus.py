@@ -2,6 +2,8 @@
 
 `make_cqa(n)` writes multiple-choice items in the CommonsenseQA layout (`id`, `question`,
 `choices`, `answer`): "Which of these is a fruit?" with one fruit among four other things.
+`world="nature"` draws from a second vocabulary (other categories, items and question frames), so
+a recipe can be checked on a task it was not tuned on. The mock teacher knows both worlds.
 """
 
 from __future__ import annotations
@@ -22,24 +24,48 @@ CATEGORIES: dict[str, list[str]] = {
     "country": ["France", "Kenya", "Peru", "Norway", "Japan", "Chile", "Egypt", "Canada"],
     "sport": ["tennis", "rugby", "hockey", "golf", "cricket", "judo", "rowing", "fencing"],
 }
+NATURE: dict[str, list[str]] = {
+    "bird": ["sparrow", "heron", "falcon", "parrot", "pelican", "robin", "owl", "finch"],
+    "tree": ["oak", "maple", "birch", "cedar", "willow", "spruce", "elm", "aspen"],
+    "metal": ["copper", "zinc", "nickel", "cobalt", "tin", "silver", "iron", "platinum"],
+    "planet": ["Mercury", "Venus", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune", "Earth"],
+    "dessert": ["pudding", "sorbet", "brownie", "custard", "pancake", "muffin", "tart", "waffle"],
+    "fabric": ["cotton", "linen", "denim", "velvet", "satin", "tweed", "flannel", "muslin"],
+    "gemstone": ["ruby", "emerald", "sapphire", "topaz", "opal", "garnet", "jade", "diamond"],
+    "dance": ["tango", "waltz", "salsa", "polka", "ballet", "samba", "rumba", "foxtrot"],
+}
 FRAMES = [
     "Which of these is a {category}?",
     "Pick the {category} from the list.",
     "Someone asked for a {category}. Which one fits?",
     "Of the following, which would you call a {category}?",
 ]
+NATURE_FRAMES = [
+    "Which word here names a {category}?",
+    "Find the {category} among these options.",
+    "One of these is a {category}: which?",
+    "Choose the option that is a {category}.",
+]
+WORLDS: dict[str, tuple[dict[str, list[str]], list[str]]] = {
+    "things": (CATEGORIES, FRAMES),
+    "nature": (NATURE, NATURE_FRAMES),
+}
+ALL_CATEGORIES: dict[str, list[str]] = {**CATEGORIES, **NATURE}
 
 
-def cqa_rows(n: int, seed: int = 0) -> Iterator[dict[str, Any]]:
+def cqa_rows(n: int, seed: int = 0, world: str = "things") -> Iterator[dict[str, Any]]:
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}: use one of {', '.join(WORLDS)}")
+    categories, frames = WORLDS[world]
     rng = random.Random(seed)
-    names = sorted(CATEGORIES)
+    names = sorted(categories)
     for i in range(n):
         category = rng.choice(names)
-        answer = rng.choice(CATEGORIES[category])
-        others = rng.sample([w for c in names if c != category for w in CATEGORIES[c]], 4)
+        answer = rng.choice(categories[category])
+        others = rng.sample([w for c in names if c != category for w in categories[c]], 4)
         choices = [*others, answer]
         rng.shuffle(choices)
-        question = rng.choice(FRAMES).format(category=category)
+        question = rng.choice(frames).format(category=category)
         yield {"id": f"gen-{i:06d}", "question": f"{question} (item {i})", "choices": choices, "answer": answer}
 
 
@@ -52,5 +78,5 @@ def write_jsonl(rows: Iterator[dict[str, Any]], path: str | Path) -> Path:
     return target
 
 
-def make_cqa(n: int, path: str | Path, seed: int = 0) -> Path:
-    return write_jsonl(cqa_rows(n, seed), path)
+def make_cqa(n: int, path: str | Path, seed: int = 0, world: str = "things") -> Path:
+    return write_jsonl(cqa_rows(n, seed, world), path)

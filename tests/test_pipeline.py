@@ -290,7 +290,9 @@ async def test_run_settings_shorten_the_switch_interval_and_restore_it() -> None
     assert sys.getswitchinterval() == before
 
 
-async def test_a_fatal_status_on_an_input_larger_than_the_queue_stops_the_run(tmp_path: Path, mock: MockTeacher) -> None:
+async def test_a_fatal_status_on_an_input_larger_than_the_queue_stops_the_run(
+    tmp_path: Path, mock: MockTeacher
+) -> None:
     # Every request gets 404. The workers stop on the first; the producer must not then wait
     # forever to hand end-of-input marks to a full queue that nobody reads.
     source = make_cqa(300, tmp_path / "in.jsonl")

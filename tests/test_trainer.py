@@ -9,14 +9,19 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from transformers import Seq2SeqTrainingArguments, TrainerCallback, TrainerControl, TrainerState
 
 from labelmill._exceptions import ShardFormatError, UsageError
 from labelmill.cache import ShardRecord, ShardWriter, TeacherRef, Usage
 from labelmill.trainer import Student, TrainConfig, multitask_loss, to_rows, train, train_tokenizer
-from labelmill.trainer._data import TASK_LABEL, TASK_RATIONALE, split
+from labelmill.trainer._data import TASK_LABEL, TASK_RATIONALE, Row, split
+from labelmill.trainer._distill import Collator, DistillTrainer, Rows
+from labelmill.trainer._student import scratch_model
+from labelmill.trainer._train import weights_digest
 
 COLORS = ["red", "green", "blue", "gold"]
 
@@ -84,9 +89,10 @@ def test_tokenizer_training_is_deterministic() -> None:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
     root = tmp_path_factory.mktemp("train")
     shards = write_shards(toy_records(160), root / "shards")
-    config = TrainConfig(shards=str(shards), out_dir=str(root / "model"), max_steps=150, batch_size=32, eval_steps=75,
+    config = TrainConfig(shards=str(shards), out_dir=str(root / "model"), max_steps=150, batch_size=32, eval_steps=30,
                          learning_rate=3e-3)  # fmt: skip
-    return root, train(config)
+    probe = Probe([f"[label] the paint is {c} today" for c in COLORS])
+    return root, {**train(config, callbacks=[probe]), "probe": probe.seen}
 
 
 def test_training_reduces_loss_and_saves_config(trained: tuple[Path, dict[str, object]]) -> None:
@@ -95,20 +101,43 @@ def test_training_reduces_loss_and_saves_config(trained: tuple[Path, dict[str, o
     assert float(summary["last_loss"]) < 0.5 * float(summary["first_loss"])  # type: ignore[arg-type]
     saved = json.loads((root / "model" / "labelmill.json").read_text())
     assert saved["alpha"] == 0.5 and saved["student"] == "scratch:tiny" and saved["max_steps"] == 150
-    train_records, valid_records = split(toy_records(160), 0.1)
+    train_records, valid_records, _ = split(toy_records(160), 0.1)
     assert len(valid_records) > 0
     explained = sum(r.rationale is not None for r in train_records)
     assert summary["rationale_rows"] == explained  # every kept rationale, and no row for the others
     assert summary["train_rows"] == len(train_records) + explained
 
 
-def test_save_load_gives_identical_predictions_and_learns_the_toy_task(trained: tuple[Path, dict[str, object]]) -> None:
+class Probe(TrainerCallback):
+    """At every evaluation: the step, its validation accuracy, a digest of the weights in memory and
+    what the model generates for `sources` then."""
+
+    def __init__(self, sources: list[str]) -> None:
+        self.sources = sources
+        self.seen: dict[int, tuple[float, str, list[str]]] = {}
+
+    def on_evaluate(self, args: Any, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        model, tokenizer = kwargs["model"], kwargs["processing_class"]
+        encoded = tokenizer(self.sources, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**encoded, max_new_tokens=16, do_sample=False)
+        generated = [t.strip() for t in tokenizer.batch_decode(out, skip_special_tokens=True)]
+        accuracy = kwargs["metrics"]["eval_accuracy"]
+        self.seen[state.global_step] = (accuracy, weights_digest(model), generated)
+
+
+def test_the_saved_model_is_the_best_checkpoint_with_its_tied_weights(trained: tuple[Path, Any]) -> None:
     root, summary = trained
-    sources = [f"[label] the paint is {c} today" for c in COLORS]
-    first, second = Student(str(root / "model")), Student(str(root / "model"))
-    assert first.generate(sources) == second.generate(sources)
-    assert summary["best_validation_accuracy"] is not None
-    assert float(summary["best_validation_accuracy"]) >= 0.5  # type: ignore[arg-type]
+    seen = summary["probe"]
+    best_step = summary["best_step"]
+    assert len(seen) == 5 and best_step in seen
+    assert seen[best_step][0] == summary["best_validation_accuracy"] == max(acc for acc, _, _ in seen.values())
+    student = Student(str(root / "model"))
+    model: Any = student.model
+    assert model.lm_head.weight.data_ptr() == model.shared.weight.data_ptr()  # tied, as trained
+    assert weights_digest(student.model) == seen[best_step][1] == summary["weights_sha256"]
+    assert student.generate([f"[label] the paint is {c} today" for c in COLORS]) == seen[best_step][2]
+    assert float(summary["best_validation_accuracy"]) >= 0.5
 
 
 def labelmill(*args: str) -> subprocess.CompletedProcess[str]:
@@ -153,3 +182,71 @@ def test_bad_shards_name_file_and_line(tmp_path: Path) -> None:
     part.write_text("\n".join(lines) + "\n")
     with pytest.raises(ShardFormatError, match=r"part-00000\.jsonl:3: missing field 'label'"):
         train(TrainConfig(shards=str(part), out_dir=str(tmp_path / "m"), max_steps=1))
+
+
+def test_a_small_corpus_never_validates_on_its_training_rows() -> None:
+    records = toy_records(3)
+    train_records, valid_records, note = split(records, 1e-6)  # a slice that comes out empty
+    assert len(valid_records) == 1 and len(train_records) == 2
+    assert not {r.id for r in train_records} & {r.id for r in valid_records}
+    assert note is not None and "validating on 1 held-out record" in note
+    with pytest.raises(UsageError, match="too few"):
+        split(records[:1], 0.1)
+
+
+def gradients(batch_size: int, accumulation: int, rows: list[Row], tmp_path: Path) -> dict[str, torch.Tensor]:
+    """The gradient one optimizer step of the trainer would apply, accumulated over micro-batches."""
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer([r.source for r in rows] + [r.target for r in rows], 200)
+    model = scratch_model("scratch:tiny", tokenizer)
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path / f"b{batch_size}"), per_device_train_batch_size=batch_size,
+                                    gradient_accumulation_steps=accumulation, use_cpu=True, report_to="none",
+                                    remove_unused_columns=False)  # fmt: skip
+    trainer = DistillTrainer(model=model, args=args, data_collator=Collator(int(tokenizer.pad_token_id)), alpha=0.3,
+                             train_dataset=Rows(rows, tokenizer, 64, 64), processing_class=tokenizer)  # fmt: skip
+    collate = Collator(int(tokenizer.pad_token_id))
+    dataset = Rows(rows, tokenizer, 64, 64)
+    micro = iter([collate([dataset[i] for i in range(k, k + batch_size)]) for k in range(0, len(rows), batch_size)])
+    batches, counts = trainer.get_batch_samples(micro, accumulation, torch.device("cpu"))
+    model.zero_grad()
+    for batch in batches:
+        trainer.training_step(model, batch, counts)
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_accumulation_gives_the_gradient_of_the_whole_batch(tmp_path: Path) -> None:
+    # Rationale rows are uneven between the two halves (6 in the first, 1 in the second), so
+    # per-micro-batch means would weigh them differently from the whole batch.
+    records = toy_records(16, rationale_every=1)
+    rows = [r for r in to_rows(records, "teacher", 1.0) if r.task == TASK_LABEL]
+    explained = [r for r in to_rows(records, "teacher", 1.0) if r.task == TASK_RATIONALE]
+    rows = rows[:2] + explained[:6] + rows[2:9] + explained[6:7]
+    assert len(rows) == 16
+    whole, halves = gradients(16, 1, rows, tmp_path), gradients(8, 2, rows, tmp_path)
+    assert whole.keys() == halves.keys() and len(whole) > 10
+    for name in whole:
+        torch.testing.assert_close(halves[name], whole[name], rtol=1e-4, atol=1e-6)
+
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0"]
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_model_and_only_the_main_one_writes(tmp_path: Path) -> None:
+    shards = write_shards(toy_records(72), tmp_path / "shards")
+    args = ["-m", "labelmill", "train", str(shards), "--out", str(tmp_path / "m"), "--epochs", "1",
+            "--batch-size", "4", "--explanation-rate", "0", "--json"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 1, result.stdout  # one summary, from the main process
+    summary = json.loads(lines[0])
+    assert summary["world_size"] == 2 and summary["global_batch_size"] == 8
+    train_rows = summary["train_rows"]  # label rows only: 72 minus the validation slice
+    assert summary["steps"] == -(-train_rows // 8)  # one epoch of the global batch: both processes took part
+    saved = json.loads((tmp_path / "m" / "labelmill.json").read_text())
+    assert saved["world_size"] == 2
+    assert summary["weights_sha256_by_process"] == [summary["weights_sha256"]] * 2  # rank 1 holds the same model
+    assert weights_digest(Student(str(tmp_path / "m")).model) == summary["weights_sha256"]
+    assert not list(tmp_path.glob("m/tokenizer*/")), "the tokenizer is saved once, in the model directory"

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from labelmill.corpus import CATEGORIES
+from labelmill.corpus import ALL_CATEGORIES
 
 _CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
 _CHOICE = re.compile(r"\(([a-z])\)\s*(.*?)(?=\s+\([a-z]\)\s|\s*$)")
@@ -331,8 +331,8 @@ class MockTeacher:
 
     def _rationale(self, question: str, answer: str) -> str:
         words = re.findall(r"[A-Za-z']+", question) or ["it"]
-        category = next((c for c, members in CATEGORIES.items() if answer in members), None)
-        asked = next((c for c in CATEGORIES if re.search(rf"\b{c}\b", question)), None)
+        category = next((c for c, members in ALL_CATEGORIES.items() if answer in members), None)
+        asked = next((c for c in ALL_CATEGORIES if re.search(rf"\b{c}\b", question)), None)
         if category is not None and asked is not None:
             verdict = "so it fits." if category == asked else "the closest of the choices."
             base = f"The question asks for a {asked}; {answer} is a kind of {category}, {verdict} It reads:".split()
@@ -360,7 +360,7 @@ def _options(prompt: str) -> list[tuple[str, str]]:
 
 def _known_answer(question: str, options: list[tuple[str, str]]) -> int | None:
     """On corpora from `labelmill.corpus`, the choice that belongs to the asked-for category."""
-    for category, members in CATEGORIES.items():
+    for category, members in ALL_CATEGORIES.items():
         if re.search(rf"\b{category}\b", question):
             for i, (_, text) in enumerate(options):
                 if text in members:

@@ -40,6 +40,11 @@ def is_validation(example_id: str, fraction: float) -> bool:
     return _unit("validation\x00" + example_id) < fraction
 
 
+def is_test(example_id: str, fraction: float) -> bool:
+    """The held-out test slice of `bench distill`: its own hash, independent of validation."""
+    return _unit("test\x00" + example_id) < fraction
+
+
 def load_records(path: str | Path) -> list[ShardRecord]:
     """Every record under `path` (shard errors say file:line); a clear error when there are none."""
     records = list(iter_records(path))
@@ -48,8 +53,11 @@ def load_records(path: str | Path) -> list[ShardRecord]:
     return records
 
 
-def to_rows(records: Iterable[ShardRecord], labels: str, explanation_rate: float) -> list[Row]:
-    """The label and rationale rows of `records`; `labels` is "teacher" or "gold"."""
+def to_rows(
+    records: Iterable[ShardRecord], labels: str, explanation_rate: float, rationale_words: int | None = None
+) -> list[Row]:
+    """The label and rationale rows of `records`; `labels` is "teacher" or "gold"; rationales cut to
+    their first `rationale_words` words when given."""
     records = list(records)
     if labels == "gold":
         missing = sum(1 for r in records if r.gold is None)
@@ -60,14 +68,29 @@ def to_rows(records: Iterable[ShardRecord], labels: str, explanation_rate: float
         target = record.gold if labels == "gold" and record.gold is not None else record.label
         rows.append(Row(LABEL_PREFIX + record.text, target, TASK_LABEL, record.id))
         if record.rationale and keeps_rationale(record.id, explanation_rate):
-            rows.append(Row(RATIONALE_PREFIX + record.text, record.rationale, TASK_RATIONALE, record.id))
+            rationale = record.rationale
+            if rationale_words is not None:
+                rationale = " ".join(rationale.split()[:rationale_words])
+            rows.append(Row(RATIONALE_PREFIX + record.text, rationale, TASK_RATIONALE, record.id))
     return rows
 
 
-def split(records: list[ShardRecord], fraction: float) -> tuple[list[ShardRecord], list[ShardRecord]]:
-    """A deterministic validation slice by id hash (never the test set: that is `evaluate`'s)."""
+def split(records: list[ShardRecord], fraction: float) -> tuple[list[ShardRecord], list[ShardRecord], str | None]:
+    """A deterministic validation slice by id hash (never the test set: that is `evaluate`'s).
+
+    Validation rows are never training rows. When the slice of a small corpus comes out empty,
+    the record whose id hashes lowest is held out instead, and the note says so."""
+    if not 0.0 < fraction < 1.0:
+        raise UsageError(f"the validation fraction must be between 0 and 1, not {fraction}")
+    if len(records) < 2:
+        raise UsageError(f"{len(records)} record: too few to hold out a validation slice; give --eval-split")
     train = [r for r in records if not is_validation(r.id, fraction)]
     valid = [r for r in records if is_validation(r.id, fraction)]
-    if not valid or not train:
-        return records, records[: max(1, len(records) // 10)]
-    return train, valid
+    if valid and train:
+        return train, valid, None
+    lowest = min(records, key=lambda r: _unit("validation\x00" + r.id))
+    note = (
+        f"the {fraction:.0%} validation slice of {len(records)} records came out "
+        f"{'empty' if not valid else 'as all of them'}: validating on 1 held-out record ({lowest.id})"
+    )
+    return [r for r in records if r is not lowest], [lowest], note

@@ -27,6 +27,9 @@ class Student:
         self.tokenizer: PreTrainedTokenizerBase
         self.model, self.tokenizer = load_student(model_dir)
         self.model.eval()
+        # A saved generation_config.json spells out every default, max_length 20 among them, and
+        # generate() then warns on each call that max_new_tokens overrides it: bound by that alone.
+        self.model.generation_config.max_length = None
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
 

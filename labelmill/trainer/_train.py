@@ -2,39 +2,43 @@
 
 One forward pass per batch over label and rationale rows together (the reference recipe runs two,
 one per task, over inputs padded to a fixed length); dynamic padding, length-grouped batches, label
-padding -100, bf16 on CUDA; the best checkpoint is chosen by validation label accuracy (generated
-labels, exact match), never by the test set. Under `torchrun` or `accelerate launch` the Trainer's
-own distributed support runs the same command on several GPUs.
+padding -100, bf16 on CUDA. The best checkpoint is chosen by validation label accuracy (generated
+labels, exact match), never by the test set, and reloaded with `from_pretrained`, which re-ties the
+shared embeddings.
+
+Several processes: under `torchrun --nproc-per-node N` or `accelerate launch` the Trainer runs DDP
+(gloo on CPU, nccl on GPU) as one logical run with a global batch of `batch_size x N`. The main
+process trains a scratch student's tokenizer and the others load it; only the main process writes
+the model, `labelmill.json` and the summary.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 from transformers import (
-    EvalPrediction,
+    AutoModelForSeq2SeqLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PrinterCallback,
-    Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
     TrainerCallback,
-    TrainerControl,
-    TrainerState,
+    set_seed,
 )
 from transformers.utils import logging as hf_logging
 
+from labelmill._exceptions import UsageError
 from labelmill.trainer._data import TASK_LABEL, TASK_RATIONALE, Row, load_records, split, to_rows
-from labelmill.trainer._loss import multitask_loss
-from labelmill.trainer._student import SCRATCH, build_student
+from labelmill.trainer._distill import Collator, DistillTrainer, LogToStderr, Rows, accuracy_metric
+from labelmill.trainer._student import SCRATCH, build_student, load_tokenizer, scratch_model
 
 log = logging.getLogger("labelmill")
 hf_logging.disable_progress_bar()
@@ -43,7 +47,11 @@ CONFIG_FILE = "labelmill.json"
 
 @dataclass(slots=True)
 class TrainConfig:
-    """Everything a training run depends on; saved as MODEL_DIR/labelmill.json."""
+    """Everything a training run depends on; saved as MODEL_DIR/labelmill.json.
+
+    The defaults are the recipe that learns the generated tasks from scratch on a CPU (see the
+    README's trainer section for what they were measured on); for a pretrained student, the paper's
+    5e-5 learning rate replaces the scratch one."""
 
     shards: str
     out_dir: str
@@ -51,14 +59,17 @@ class TrainConfig:
     alpha: float = 0.5
     labels: str = "teacher"  # or "gold"
     explanation_rate: float = 1.0
+    rationale_words: int | None = None  # cut rationales to their first N words
     max_steps: int = -1  # -1: train `epochs` epochs
-    epochs: float = 3.0
-    batch_size: int = 64
+    epochs: float = 10.0
+    batch_size: int = 16  # per process; the global batch is this x processes x grad_accumulation
     grad_accumulation: int = 1
     learning_rate: float | None = None  # None: 5e-5 (the paper's) for pretrained students, 1e-3 from scratch
+    warmup: float = 0.02  # fraction of the steps spent warming the learning rate up
+    weight_decay: float = 0.0
     eval_split: str | None = None  # shards to validate on; default: a 10% slice of SHARDS by id
     validation_fraction: float = 0.1
-    eval_steps: int = 200
+    eval_steps: int | None = None  # None: about 10 evaluations over the run
     max_source_tokens: int = 512
     max_target_tokens: int = 128
     seed: int = 0
@@ -70,191 +81,192 @@ class TrainConfig:
         return 1e-3 if self.student in SCRATCH else 5e-5
 
 
-class Rows(Dataset[dict[str, Any]]):
-    """Tokenized rows; padding happens per batch in `collate`."""
+def train(config: TrainConfig, callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
+    """Train, reload the best checkpoint by validation accuracy, save model + tokenizer + config.
 
-    def __init__(self, rows: list[Row], tokenizer: PreTrainedTokenizerBase, config: TrainConfig) -> None:
-        encoded = tokenizer(
-            [r.source for r in rows],
-            text_target=[r.target for r in rows],
-            truncation=True,
-            max_length=config.max_source_tokens,
-        )
-        targets = tokenizer(text_target=[r.target for r in rows], truncation=True, max_length=config.max_target_tokens)
-        self.items = [
-            {"input_ids": ids, "labels": target, "task": row.task}
-            for ids, target, row in zip(encoded["input_ids"], targets["input_ids"], rows, strict=True)
-        ]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.items[index]
-
-
-class Collator:
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = pad_id
-
-    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        source_len = max(len(b["input_ids"]) for b in batch)
-        target_len = max(len(b["labels"]) for b in batch)
-        input_ids = torch.full((len(batch), source_len), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(batch), target_len), -100, dtype=torch.long)
-        for i, item in enumerate(batch):
-            input_ids[i, : len(item["input_ids"])] = torch.tensor(item["input_ids"])
-            labels[i, : len(item["labels"])] = torch.tensor(item["labels"])
-        return {
-            "input_ids": input_ids,
-            "attention_mask": (input_ids != self.pad_id).long(),
-            "labels": labels,
-            "task": torch.tensor([b["task"] for b in batch], dtype=torch.long),
-        }
-
-
-class DistillTrainer(Seq2SeqTrainer):
-    """Seq2SeqTrainer with the masked multi-task loss."""
-
-    def __init__(self, *args: Any, alpha: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.alpha = alpha
-
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, Any],
-        return_outputs: bool = False,
-        num_items_in_batch: torch.Tensor | int | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        # The loss is a mean per task, so `num_items_in_batch` (a token count for sum-reduced
-        # losses under gradient accumulation) does not apply.
-        task = inputs.pop("task")
-        outputs = model(**inputs)
-        loss = multitask_loss(outputs.logits, inputs["labels"], task, self.alpha)
-        return (loss, outputs) if return_outputs else loss
-
-    def prediction_step(  # type: ignore[override]  # Trainer and Seq2SeqTrainer disagree on the loss type
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, Any],
-        prediction_loss_only: bool,
-        ignore_keys: list[str] | None = None,
-        **gen_kwargs: Any,
-    ) -> tuple[float | None, torch.Tensor | None, torch.Tensor | None]:
-        inputs = {k: v for k, v in inputs.items() if k != "task"}  # generate() must not see it
-        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
-
-
-class LogToStderr(TrainerCallback):
-    """Training logs to the `labelmill` logger (stderr), not stdout."""
-
-    def on_log(self, args: Any, state: TrainerState, control: TrainerControl, logs: Any = None, **kwargs: Any) -> None:
-        if logs:
-            log.info("step %d: %s", state.global_step, ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else
-                                                                  f"{k} {v}" for k, v in logs.items()))  # fmt: skip
-
-
-def accuracy_metric(tokenizer: PreTrainedTokenizerBase) -> Any:
-    def compute(prediction: EvalPrediction) -> dict[str, float]:
-        predicted = np.asarray(prediction.predictions)
-        gold = np.asarray(prediction.label_ids)
-        predicted = np.where(predicted < 0, tokenizer.pad_token_id, predicted)
-        gold = np.where(gold < 0, tokenizer.pad_token_id, gold)
-        guesses = tokenizer.batch_decode(predicted, skip_special_tokens=True)
-        answers = tokenizer.batch_decode(gold, skip_special_tokens=True)
-        hits = sum(g.strip() == a.strip() for g, a in zip(guesses, answers, strict=True))
-        return {"accuracy": hits / max(1, len(answers))}
-
-    return compute
-
-
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Train, keep the best checkpoint by validation accuracy, save model + tokenizer + config."""
+    Returns the run's summary on every process; `summary["main_process"]` says which one should
+    report it."""
     started = time.monotonic()
-    records = load_records(config.shards)
-    if config.eval_split:
-        train_records, valid_records = records, load_records(config.eval_split)
-    else:
-        train_records, valid_records = split(records, config.validation_fraction)
-    rows = to_rows(train_records, config.labels, config.explanation_rate)
-    valid_rows = [r for r in to_rows(valid_records, config.labels, 0.0) if r.task == TASK_LABEL]
-    rationale_rows = sum(r.task == TASK_RATIONALE for r in rows)
-    notes = []
-    if rationale_rows == 0:
-        notes.append("no record has a kept rationale: training the label task alone")
-        log.info(notes[-1])
-    texts = [r.source for r in rows] + [r.target for r in rows]
-    model, tokenizer = build_student(config.student, texts)
+    set_seed(config.seed)
+    train_rows, valid_rows, notes = prepare_rows(config)
     model_dir = Path(config.out_dir)
-    args = training_arguments(config, model_dir)
+    args = training_arguments(config, model_dir, len(train_rows))
+    model, tokenizer = make_student(config, args, train_rows, model_dir)
     trainer = DistillTrainer(
         model=model,
         args=args,
-        train_dataset=Rows(rows, tokenizer, config),
-        eval_dataset=Rows(valid_rows, tokenizer, config),
+        train_dataset=Rows(train_rows, tokenizer, config.max_source_tokens, config.max_target_tokens),
+        eval_dataset=Rows(valid_rows, tokenizer, config.max_source_tokens, config.max_target_tokens),
         data_collator=Collator(int(tokenizer.pad_token_id)),
         processing_class=tokenizer,
         compute_metrics=accuracy_metric(tokenizer),
+        callbacks=callbacks,
         alpha=config.alpha,
     )
     trainer.remove_callback(PrinterCallback)  # it prints to stdout, which belongs to --json
     trainer.add_callback(LogToStderr())
     resume = config.resume and any((model_dir / "checkpoints").glob("checkpoint-*"))
     result = trainer.train(resume_from_checkpoint=True if resume else None)
-    final = trainer.evaluate()
-    save(cast(PreTrainedModel, trainer.model), tokenizer, config, model_dir)
-    seconds = time.monotonic() - started
+    best = restore_best(trainer)
+    digests = every_process(weights_digest(best), args.world_size)
+    if trainer.is_world_process_zero():
+        save(best, tokenizer, config, model_dir, args.world_size)
     history = [h for h in trainer.state.log_history if "loss" in h]
     return {
+        "main_process": trainer.is_world_process_zero(),
+        "process_index": args.process_index,
+        "world_size": args.world_size,
+        "global_batch_size": config.batch_size * config.grad_accumulation * args.world_size,
         "steps": trainer.state.global_step,
-        "train_rows": len(rows),
-        "rationale_rows": rationale_rows,
+        "train_rows": len(train_rows),
+        "rationale_rows": sum(r.task == TASK_RATIONALE for r in train_rows),
+        "validation_rows": len(valid_rows),
         "first_loss": history[0]["loss"] if history else None,
         "last_loss": history[-1]["loss"] if history else None,
         "train_loss": result.training_loss,
+        "best_step": trainer.state.best_global_step,
         "best_validation_accuracy": trainer.state.best_metric,
-        "validation_accuracy": final.get("eval_accuracy"),
-        "seconds": round(seconds, 2),
+        "seconds": round(time.monotonic() - started, 2),
         "examples_per_s": round(result.metrics.get("train_samples_per_second", 0.0), 1),
+        "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        if torch.cuda.is_available()
+        else None,
+        "weights_sha256": digests[args.process_index],
+        "weights_sha256_by_process": digests,  # one value repeated: every process holds the same model
         "model_dir": str(model_dir),
         "notes": notes,
     }
 
 
-def training_arguments(config: TrainConfig, model_dir: Path) -> Seq2SeqTrainingArguments:
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+def prepare_rows(config: TrainConfig) -> tuple[list[Row], list[Row], list[str]]:
+    """The training rows (both tasks) and the validation rows (label task only), with notes."""
+    records = load_records(config.shards)
+    notes: list[str] = []
+    if config.eval_split:
+        train_records, valid_records = records, load_records(config.eval_split)
+    else:
+        train_records, valid_records, note = split(records, config.validation_fraction)
+        if note:
+            notes.append(note)
+    train_rows = to_rows(train_records, config.labels, config.explanation_rate, config.rationale_words)
+    valid_rows = [r for r in to_rows(valid_records, config.labels, 0.0) if r.task == TASK_LABEL]
+    if not any(r.task == TASK_RATIONALE for r in train_rows):
+        notes.append("no record has a kept rationale: training the label task alone")
+    for note in notes:
+        log.info(note)
+    return train_rows, valid_rows, notes
+
+
+def make_student(
+    config: TrainConfig, args: Seq2SeqTrainingArguments, rows: list[Row], model_dir: Path
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The student and its tokenizer. A scratch tokenizer is trained once, by the main process, and
+    saved to MODEL_DIR; the other processes wait for it and load it (as a resumed run does)."""
+    resume = config.resume and (model_dir / "tokenizer.json").exists()
+    if config.student not in SCRATCH or (args.world_size == 1 and not resume):
+        return build_student(config.student, [r.source for r in rows] + [r.target for r in rows])
+    with args.main_process_first(local=False, desc="the scratch student's tokenizer"):
+        if args.process_index == 0 and not resume:
+            model, tokenizer = build_student(config.student, [r.source for r in rows] + [r.target for r in rows])
+            model_dir.mkdir(parents=True, exist_ok=True)
+            tokenizer.save_pretrained(model_dir)
+            return model, tokenizer
+        tokenizer = load_tokenizer(str(model_dir))
+    return scratch_model(config.student, tokenizer), tokenizer
+
+
+def restore_best(trainer: DistillTrainer) -> PreTrainedModel:
+    """The model of the best checkpoint, loaded the way a user loads it (ties re-made), else the last."""
+    checkpoint = trainer.state.best_model_checkpoint
+    model = cast(PreTrainedModel, trainer.model)
+    if checkpoint is None or not Path(checkpoint).is_dir():
+        return model
+    log.info("best validation accuracy %.4f at step %s: restoring %s", trainer.state.best_metric or 0.0,
+             trainer.state.best_global_step, checkpoint)  # fmt: skip
+    best = AutoModelForSeq2SeqLM.from_pretrained(checkpoint)
+    return cast(PreTrainedModel, best.to(model.device))
+
+
+def every_process(value: str, world_size: int) -> list[str]:
+    """`value` as each process has it, in process order."""
+    if world_size == 1:
+        return [value]
+    gathered: list[Any] = [None] * world_size
+    torch.distributed.all_gather_object(gathered, value)
+    return [str(v) for v in gathered]
+
+
+def weights_digest(model: PreTrainedModel) -> str:
+    """sha256 over the model's tensors in name order: equal digests, equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def training_arguments(config: TrainConfig, model_dir: Path, train_rows: int) -> Seq2SeqTrainingArguments:
+    cuda = torch.cuda.is_available()
+    if config.eval_steps is not None and config.eval_steps < 1:
+        raise UsageError("--eval-steps must be at least 1")
     return Seq2SeqTrainingArguments(
         output_dir=str(model_dir / "checkpoints"),
         max_steps=config.max_steps,
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
+        per_device_eval_batch_size=max(config.batch_size, 64),
         gradient_accumulation_steps=config.grad_accumulation,
         learning_rate=config.lr(),
+        warmup_steps=config.warmup,
+        weight_decay=config.weight_decay,
         seed=config.seed,
-        bf16=bf16,
+        bf16=cuda and torch.cuda.is_bf16_supported(),
+        # Without this, accelerate on a CPU-only machine opens a gloo group under torchrun but
+        # reports no distributed mode, and every process trains alone.
+        use_cpu=not cuda,
+        ddp_backend="gloo" if not cuda and launched_processes() > 1 else None,
         eval_strategy="steps",
-        eval_steps=config.eval_steps,
+        eval_steps=config.eval_steps or eval_interval(config, train_rows),
         save_strategy="steps",
-        save_steps=config.eval_steps,
-        save_total_limit=2,
-        load_best_model_at_end=True,
+        save_steps=config.eval_steps or eval_interval(config, train_rows),
+        save_total_limit=2,  # the best checkpoint is always kept besides the last
         metric_for_best_model="accuracy",
         greater_is_better=True,
         predict_with_generate=True,
         generation_max_length=config.max_target_tokens,
         train_sampling_strategy="group_by_length",
         remove_unused_columns=False,
-        logging_steps=max(1, min(50, config.eval_steps // 4)),
+        logging_steps=max(1, min(25, planned_steps(config, train_rows) // 4)),
+        logging_first_step=True,  # the summary's first_loss
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_pin_memory=cuda,
     )
 
 
-def save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: TrainConfig, model_dir: Path) -> None:
+def launched_processes() -> int:
+    """How many processes torchrun or accelerate launched (their WORLD_SIZE; the group is not up yet)."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def planned_steps(config: TrainConfig, train_rows: int) -> int:
+    if config.max_steps > 0:
+        return config.max_steps
+    per_epoch = -(-train_rows // (config.batch_size * config.grad_accumulation * launched_processes()))
+    return max(1, int(per_epoch * config.epochs))
+
+
+def eval_interval(config: TrainConfig, train_rows: int) -> int:
+    """About ten evaluations (and checkpoints) over the run, and never fewer than 20 steps apart."""
+    steps = planned_steps(config, train_rows)
+    return max(20, steps // 10) if steps >= 40 else steps
+
+
+def save(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: TrainConfig, model_dir: Path, world_size: int
+) -> None:
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    (model_dir / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2) + "\n", encoding="utf-8")
+    saved = {**asdict(config), "world_size": world_size}
+    (model_dir / CONFIG_FILE).write_text(json.dumps(saved, indent=2) + "\n", encoding="utf-8")

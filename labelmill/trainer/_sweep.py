@@ -1,0 +1,263 @@
+"""`labelmill bench distill`: what a rationale buys, measured on the user's own shards.
+
+Trains students on one shard set at several explanation rates, label-only (alpha = 1), and with
+rationales cut to N words, each over several seeds, and scores every student on rows none of them
+trained on. Each setting is priced as the annotation it implies: `f x c_R + (1 - f) x c_L` per
+example, where f is the fraction of examples whose rationale was kept, and c_R / c_L are the mean
+cost of a label+rationale / label-only record in the shards. Shards annotated with rationales for
+every row have no label-only record; c_L is then estimated from prices fitted to the records'
+`usage` and `cost_usd` (stated in the report).
+
+Finished runs are appended to DIR/runs.jsonl; a rerun of the same sweep skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from labelmill._exceptions import UsageError
+from labelmill.cache import ShardRecord, ShardWriter
+from labelmill.trainer._data import is_test, load_records
+from labelmill.trainer._infer import Item, evaluate
+from labelmill.trainer._train import TrainConfig, train
+
+log = logging.getLogger("labelmill")
+DEFAULT_RATES = (0.0, 0.1, 0.33, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    explanation_rate: float
+    label_only: bool = False
+    rationale_words: int | None = None
+
+    @property
+    def name(self) -> str:
+        if self.label_only:
+            return "label-only"
+        words = f", {self.rationale_words} words" if self.rationale_words is not None else ""
+        return f"rate {self.explanation_rate:g}{words}"
+
+
+@dataclass(slots=True)
+class SweepConfig:
+    shards: str
+    out_dir: str
+    student: str = "scratch:tiny"
+    rates: tuple[float, ...] = DEFAULT_RATES
+    seeds: int = 3
+    rationale_words: tuple[int, ...] = ()
+    eval_split: str | None = None
+    test_fraction: float = 0.2
+    alpha: float = 0.5
+    train: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields (epochs, lr, ...)
+    keep_models: bool = False
+
+    def settings(self) -> list[Setting]:
+        out = [Setting(rate) for rate in self.rates] + [Setting(0.0, label_only=True)]
+        out += [Setting(1.0, rationale_words=words) for words in self.rationale_words]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    label: float | None  # dollars per label-only example
+    rationale: float | None  # dollars per label+rationale example
+    label_estimated: bool
+
+    def per_1k(self, explained: float) -> float | None:
+        if self.label is None or self.rationale is None:
+            return None
+        return round(1000 * (explained * self.rationale + (1 - explained) * self.label), 6)
+
+
+def run_sweep(config: SweepConfig, progress: Callable[[str], None] = log.info) -> dict[str, Any]:
+    """Train and score every (setting, seed); write report.json, report.md and accuracy.png."""
+    out = Path(config.out_dir)
+    train_dir, test_records = _split_data(config, out)
+    costs = annotation_costs(load_records(train_dir))
+    plan = [(setting, seed) for setting in config.settings() for seed in range(config.seeds)]
+    done = _finished_runs(out / "runs.jsonl")
+    started = time.monotonic()
+    runs: list[dict[str, Any]] = []
+    for number, (setting, seed) in enumerate(plan, start=1):
+        key = _run_key(config, setting, seed)
+        if key in done:
+            runs.append(done[key])
+            continue
+        progress(f"run {number}/{len(plan)}: {setting.name}, seed {seed}{_eta(started, runs, done, plan, number)}")
+        run = _train_and_score(config, setting, seed, train_dir, test_records, out)
+        run["key"] = key
+        runs.append(run)
+        with open(out / "runs.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(run, sort_keys=True) + "\n")
+        progress(f"run {number}/{len(plan)}: accuracy {run['accuracy']:.3f}, rank {run.get('rank_accuracy')}, "
+                 f"{run['seconds']:.0f} s")  # fmt: skip
+    report = _report(config, runs, costs, test_records)
+    from labelmill.trainer._sweep_report import write_report
+
+    write_report(report, out)
+    return report
+
+
+def annotation_costs(records: list[ShardRecord]) -> Costs:
+    """Mean dollars of a label-only and of a label+rationale record (None when unpriced)."""
+    explained = [r for r in records if r.rationale is not None and r.cost_usd is not None]
+    plain = [r for r in records if r.rationale is None and r.cost_usd is not None]
+    rationale = statistics.fmean(r.cost_usd or 0.0 for r in explained) if explained else None
+    if plain:
+        return Costs(statistics.fmean(r.cost_usd or 0.0 for r in plain), rationale, label_estimated=False)
+    fitted = _fit_prices(explained)
+    if fitted is None:
+        return Costs(None, rationale, label_estimated=True)
+    price_in, price_out = fitted
+    # A label-only answer is "Answer: <label>": about four characters a token.
+    label = statistics.fmean(
+        price_in * r.usage.prompt_tokens + price_out * math.ceil(len("Answer: " + r.label) / 4) for r in explained
+    )
+    return Costs(label, rationale, label_estimated=True)
+
+
+def _fit_prices(records: list[ShardRecord]) -> tuple[float, float] | None:
+    """Least-squares (price per prompt token, per completion token) from the records' usage and cost."""
+    rows = [(r.usage.prompt_tokens, r.usage.completion_tokens, r.cost_usd or 0.0) for r in records]
+    sxx = sum(p * p for p, _, _ in rows)
+    syy = sum(c * c for _, c, _ in rows)
+    sxy = sum(p * c for p, c, _ in rows)
+    sxz = sum(p * z for p, _, z in rows)
+    syz = sum(c * z for _, c, z in rows)
+    det = sxx * syy - sxy * sxy
+    if not rows or abs(det) < 1e-9 * max(1.0, sxx * syy):
+        return None
+    return max(0.0, (sxz * syy - syz * sxy) / det), max(0.0, (syz * sxx - sxz * sxy) / det)
+
+
+def _split_data(config: SweepConfig, out: Path) -> tuple[Path, list[ShardRecord]]:
+    """Training shards under DIR/data/train and the held-out test records (never trained on)."""
+    records = load_records(config.shards)
+    if config.eval_split:
+        test = load_records(config.eval_split)
+        held = {r.id for r in test}
+        pool = [r for r in records if r.id not in held]
+    else:
+        test = [r for r in records if is_test(r.id, config.test_fraction)]
+        pool = [r for r in records if not is_test(r.id, config.test_fraction)]
+    if len(test) == 0 or len(pool) < 2:
+        raise UsageError(f"{len(pool)} training and {len(test)} test records: give more shards or --eval-split")
+    train_dir = out / "data" / "train"
+    with ShardWriter(train_dir) as writer:
+        for record in pool:
+            writer.write(record)
+    return train_dir, test
+
+
+def _train_and_score(
+    config: SweepConfig, setting: Setting, seed: int, train_dir: Path, test: list[ShardRecord], out: Path
+) -> dict[str, Any]:
+    model_dir = out / "runs" / f"{setting.name.replace(' ', '-').replace(',', '')}-seed{seed}"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    train_config = TrainConfig(
+        shards=str(train_dir),
+        out_dir=str(model_dir),
+        student=config.student,
+        alpha=1.0 if setting.label_only else config.alpha,
+        explanation_rate=setting.explanation_rate,
+        rationale_words=setting.rationale_words,
+        seed=seed,
+    )
+    train_config = replace(train_config, **config.train)
+    summary = train(train_config)
+    scored, _ = evaluate(str(model_dir), [_item(r) for r in test])
+    label_rows = summary["train_rows"] - summary["rationale_rows"]
+    shutil.rmtree(model_dir / "checkpoints", ignore_errors=True)
+    if not config.keep_models:
+        shutil.rmtree(model_dir, ignore_errors=True)
+    return {
+        **asdict(setting),
+        "seed": seed,
+        "explained": round(summary["rationale_rows"] / max(1, label_rows), 4),
+        "accuracy": scored["accuracy"],
+        "rank_accuracy": scored.get("rank_accuracy"),
+        "steps": summary["steps"],
+        "seconds": summary["seconds"],
+    }
+
+
+def _item(record: ShardRecord) -> Item:
+    """A test row scored against its gold label, or against the teacher's where it has none."""
+    return Item(record.id, record.text, record.gold if record.gold is not None else record.label, record.choices)
+
+
+def _report(config: SweepConfig, runs: list[dict[str, Any]], costs: Costs, test: list[ShardRecord]) -> dict[str, Any]:
+    rows = []
+    for setting in config.settings():
+        mine = [r for r in runs if Setting(r["explanation_rate"], r["label_only"], r["rationale_words"]) == setting]
+        rows.append(_row(setting, mine, costs))
+    with_gold = [r for r in test if r.gold is not None]
+    choices = [len(r.choices) for r in test if r.choices]
+    return {
+        "rows": rows,
+        "runs": runs,
+        "student": config.student,
+        "train_options": config.train,
+        "test_rows": len(test),
+        "scored_against": "gold" if len(with_gold) == len(test) else "gold where present, else the teacher's label",
+        "teacher_accuracy": sum(r.label == r.gold for r in with_gold) / len(with_gold) if with_gold else None,
+        "chance": statistics.fmean(1 / n for n in choices) if choices else None,
+        "costs": {"label_usd": costs.label, "rationale_usd": costs.rationale, "label_estimated": costs.label_estimated},
+    }
+
+
+def _row(setting: Setting, runs: list[dict[str, Any]], costs: Costs) -> dict[str, Any]:
+    def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+        if not values:
+            return None, None
+        return round(statistics.fmean(values), 4), round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+
+    accuracy = mean_std([r["accuracy"] for r in runs])
+    rank = mean_std([r["rank_accuracy"] for r in runs if r.get("rank_accuracy") is not None])
+    explained = statistics.fmean(r["explained"] for r in runs) if runs else 0.0
+    return {
+        **asdict(setting),
+        "name": setting.name,
+        "seeds": len(runs),
+        "explained": round(explained, 4),
+        "accuracy_mean": accuracy[0],
+        "accuracy_std": accuracy[1],
+        "rank_accuracy_mean": rank[0],
+        "rank_accuracy_std": rank[1],
+        "dollars_per_1k": costs.per_1k(explained),
+    }
+
+
+def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    runs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {run["key"]: run for run in runs if "key" in run}
+
+
+def _run_key(config: SweepConfig, setting: Setting, seed: int) -> str:
+    """What a finished run depends on: a changed sweep (other shards, student or options) reruns."""
+    return json.dumps(
+        [config.shards, config.eval_split, config.test_fraction, config.student, config.alpha, config.train,
+         asdict(setting), seed],
+        sort_keys=True,
+    )  # fmt: skip
+
+
+def _eta(started: float, runs: list[dict[str, Any]], done: dict[str, Any], plan: list[Any], number: int) -> str:
+    fresh = [r for r in runs if r["key"] not in done]
+    if not fresh:
+        return ""
+    per_run = (time.monotonic() - started) / len(fresh)
+    return f" (about {per_run * (len(plan) - number + 1) / 60:.0f} min left)"
