@@ -75,11 +75,13 @@ def test_bench_distill_writes_the_report_and_a_rerun_trains_nothing(tmp_path: Pa
         assert {"explanation_rate", "label_only", "seeds", "accuracy_mean", "accuracy_std", "dollars_per_1k"} <= set(
             row
         )
-    assert rows[0]["explained"] == 0 and rows[1]["explained"] == pytest.approx(1.0)  # every kept rationale
+    trained_on = [json.loads(line) for line in (out / "data/train/shards/part-00000.jsonl").read_text().splitlines()]
+    with_rationale = sum(r["rationale"] is not None for r in trained_on) / len(trained_on)
+    assert rows[0]["explained"] == 0 and 0.3 < rows[1]["explained"] < 0.7  # rate 1 keeps every rationale there is
+    assert rows[1]["explained"] == pytest.approx(with_rationale, abs=0.1)  # (less the validation slice)
     assert rows[1]["dollars_per_1k"] > rows[0]["dollars_per_1k"] == rows[2]["dollars_per_1k"]
     report = json.loads((out / "report.json").read_text())
-    trained_on = (out / "data/train/shards/part-00000.jsonl").read_text().splitlines()
-    test_ids = {r.id for r in records} - {json.loads(line)["id"] for line in trained_on}
+    test_ids = {r.id for r in records} - {r["id"] for r in trained_on}
     assert report["test_rows"] == len(test_ids) > 0  # held out by id, never trained on
     assert (out / "accuracy.png").stat().st_size > 0 and "| label-only |" in (out / "report.md").read_text()
     assert "run 8/8" in first.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -194,18 +195,19 @@ def test_a_small_corpus_never_validates_on_its_training_rows() -> None:
         split(records[:1], 0.1)
 
 
-def gradients(batch_size: int, accumulation: int, rows: list[Row], tmp_path: Path) -> dict[str, torch.Tensor]:
+def gradients(
+    batch_size: int, accumulation: int, rows: list[Row], student: tuple[Any, Any], tmp_path: Path
+) -> dict[str, torch.Tensor]:
     """The gradient one optimizer step of the trainer would apply, accumulated over micro-batches."""
-    torch.manual_seed(0)
-    tokenizer = train_tokenizer([r.source for r in rows] + [r.target for r in rows], 200)
-    model = scratch_model("scratch:tiny", tokenizer)
+    initial, tokenizer = student
+    model = copy.deepcopy(initial)
     args = Seq2SeqTrainingArguments(output_dir=str(tmp_path / f"b{batch_size}"), per_device_train_batch_size=batch_size,
                                     gradient_accumulation_steps=accumulation, use_cpu=True, report_to="none",
                                     remove_unused_columns=False)  # fmt: skip
-    trainer = DistillTrainer(model=model, args=args, data_collator=Collator(int(tokenizer.pad_token_id)), alpha=0.3,
-                             train_dataset=Rows(rows, tokenizer, 64, 64), processing_class=tokenizer)  # fmt: skip
     collate = Collator(int(tokenizer.pad_token_id))
     dataset = Rows(rows, tokenizer, 64, 64)
+    trainer = DistillTrainer(model=model, args=args, data_collator=collate, alpha=0.3, train_dataset=dataset,
+                             processing_class=tokenizer)  # fmt: skip
     micro = iter([collate([dataset[i] for i in range(k, k + batch_size)]) for k in range(0, len(rows), batch_size)])
     batches, counts = trainer.get_batch_samples(micro, accumulation, torch.device("cpu"))
     model.zero_grad()
@@ -222,13 +224,16 @@ def test_gradient_accumulation_gives_the_gradient_of_the_whole_batch(tmp_path: P
     explained = [r for r in to_rows(records, "teacher", 1.0) if r.task == TASK_RATIONALE]
     rows = rows[:2] + explained[:6] + rows[2:9] + explained[6:7]
     assert len(rows) == 16
-    whole, halves = gradients(16, 1, rows, tmp_path), gradients(8, 2, rows, tmp_path)
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer([r.source for r in rows] + [r.target for r in rows], 200)
+    student = (scratch_model("scratch:tiny", tokenizer), tokenizer)
+    whole, halves = gradients(16, 1, rows, student, tmp_path), gradients(8, 2, rows, student, tmp_path)
     assert whole.keys() == halves.keys() and len(whole) > 10
     for name in whole:
         torch.testing.assert_close(halves[name], whole[name], rtol=1e-4, atol=1e-6)
 
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "0"]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
 
 
 @pytest.mark.slow

@@ -100,8 +100,8 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = log.info) -
         runs.append(run)
         with open(out / "runs.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(run, sort_keys=True) + "\n")
-        progress(f"run {number}/{len(plan)}: accuracy {run['accuracy']:.3f}, rank {run.get('rank_accuracy')}, "
-                 f"{run['seconds']:.0f} s")  # fmt: skip
+        rank = "" if run.get("rank_accuracy") is None else f", ranked {run['rank_accuracy']:.3f}"
+        progress(f"run {number}/{len(plan)}: accuracy {run['accuracy']:.3f}{rank}, {run['seconds']:.0f} s")
     report = _report(config, runs, costs, test_records)
     from labelmill.trainer._sweep_report import write_report
 

@@ -225,6 +225,7 @@ def training_arguments(config: TrainConfig, model_dir: Path, train_rows: int) ->
         # reports no distributed mode, and every process trains alone.
         use_cpu=not cuda,
         ddp_backend="gloo" if not cuda and launched_processes() > 1 else None,
+        ddp_find_unused_parameters=False,  # a T5 uses every parameter on every step
         eval_strategy="steps",
         eval_steps=config.eval_steps or eval_interval(config, train_rows),
         save_strategy="steps",
