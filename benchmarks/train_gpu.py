@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from benchmarks.cost import DATA, palm_answers
+from labelmill.cache import iter_records
 from labelmill.engine._bench import mock_process, run_labelmill
 
 
@@ -52,8 +53,7 @@ def main() -> None:
                                  "scratch:small", "--max-steps", str(args.max_steps)], pin=False)  # fmt: skip
         evaluated = run_labelmill(["evaluate", str(args.out / "student"), str(DATA / "cqa_test.json"), "--task",
                                    "cqa"], pin=False)  # fmt: skip
-        records = [json.loads(line) for shard in sorted((work / "test" / "shards").glob("part-*.jsonl"))
-                   for line in shard.read_text(encoding="utf-8").splitlines()]  # fmt: skip
+        records = list(iter_records(work / "test"))
     result = {
         "gpu": torch.cuda.get_device_name(0),
         "steps": trained["steps"],
@@ -62,7 +62,7 @@ def main() -> None:
         "training_seconds": trained["seconds"],
         "student_accuracy": evaluated["accuracy"],
         "student_rank_accuracy": evaluated.get("rank_accuracy"),
-        "teacher_accuracy": sum(r["label"] == r["gold"] for r in records) / max(1, len(records)),
+        "teacher_accuracy": sum(r.label == r.gold for r in records) / max(1, len(records)),
         "teacher_test_records": teacher["records"],
         "seconds": round(time.monotonic() - started, 1),
     }

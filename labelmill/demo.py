@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from labelmill.cache import iter_records
 from labelmill.corpus import make_cqa
 
 OUT = Path("demo-out")
@@ -41,9 +42,8 @@ def step(title: str, *args: str, capture: bool = True) -> str:
 
 
 def teacher_accuracy(run_dir: Path) -> float:
-    records = [json.loads(line) for shard in sorted((run_dir / "shards").glob("part-*.jsonl"))
-               for line in shard.read_text(encoding="utf-8").splitlines()]  # fmt: skip
-    return float(sum(r["label"] == r["gold"] for r in records) / len(records))
+    records = list(iter_records(run_dir))
+    return sum(r.label == r.gold for r in records) / len(records)
 
 
 def annotate_both(corpus: Path, held_out: Path) -> tuple[dict[str, Any], dict[str, Any], float]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from labelmill.cache import iter_records
 from labelmill.corpus import make_cqa
 from tests.mockproc import mock_teacher_process
 
@@ -30,8 +31,8 @@ def labelmill(*args: str) -> dict[str, object]:
 
 
 def accuracy(run: Path) -> float:
-    records = [json.loads(line) for line in (run / "shards" / "part-00000.jsonl").read_text().splitlines()]
-    return float(sum(r["label"] == r["gold"] for r in records) / len(records))
+    records = list(iter_records(run))
+    return sum(r.label == r.gold for r in records) / len(records)
 
 
 @pytest.mark.slow

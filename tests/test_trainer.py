@@ -255,3 +255,10 @@ def test_two_processes_train_one_model_and_only_the_main_one_writes(tmp_path: Pa
     assert summary["weights_sha256_by_process"] == [summary["weights_sha256"]] * 2  # rank 1 holds the same model
     assert weights_digest(Student(str(tmp_path / "m")).model) == summary["weights_sha256"]
     assert not list(tmp_path.glob("m/tokenizer*/")), "the tokenizer is saved once, in the model directory"
+
+
+def test_the_cli_shows_the_library_defaults() -> None:
+    from labelmill.cli._student import _DEFAULTS
+
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    assert {name: fields[name] for name in _DEFAULTS} == _DEFAULTS

@@ -106,10 +106,8 @@ def bench_distill(shards: str, out_dir: str, rates: str, seeds: int, rationale_w
 
     setup_logging(False)
     words = tuple(int(w) for w in _floats(rationale_words)) if rationale_words else ()
-    defaults = {"max_steps": -1, "grad_accumulation": 1, "learning_rate": None, "eval_steps": None, **_DEFAULTS}
-    changed = {k: v for k, v in train.items() if v != defaults.get(k)}
     config = SweepConfig(shards=shards, out_dir=out_dir, student=student, rates=_floats(rates), seeds=seeds,
-                         rationale_words=words, eval_split=eval_split, alpha=alpha, train=changed,
+                         rationale_words=words, eval_split=eval_split, alpha=alpha, train=train,
                          keep_models=keep_models)  # fmt: skip
     report = run_sweep(config)
     if as_json:

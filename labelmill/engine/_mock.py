@@ -35,6 +35,7 @@ OPTIMIZER_MARK = "<INS>"  # a meta-prompt shows instructions between these tags
 HELPFUL_PHRASES = ("Read every choice before answering.", "Think about what the question asks for.",
                    "Prefer the most specific choice.")  # fmt: skip
 _FINAL_ANSWER = re.compile(r"(?:so the answer is|answer:)\s*(.+)", re.IGNORECASE)
+_CATEGORY_WORD = re.compile(r"\b(" + "|".join(map(re.escape, ALL_CATEGORIES)) + r")\b")  # one pass a question
 _QUESTION_LINE = re.compile(r"^\s*(?:Question|Text|Premise|Hypothesis):\s*(.*)$", re.MULTILINE)
 
 
@@ -332,7 +333,8 @@ class MockTeacher:
     def _rationale(self, question: str, answer: str) -> str:
         words = re.findall(r"[A-Za-z']+", question) or ["it"]
         category = next((c for c, members in ALL_CATEGORIES.items() if answer in members), None)
-        asked = next((c for c in ALL_CATEGORIES if re.search(rf"\b{c}\b", question)), None)
+        asked_word = _CATEGORY_WORD.search(question)
+        asked = asked_word.group(1) if asked_word else None
         if category is not None and asked is not None:
             verdict = "so it fits." if category == asked else "the closest of the choices."
             base = f"The question asks for a {asked}; {answer} is a kind of {category}, {verdict} It reads:".split()
@@ -360,12 +362,11 @@ def _options(prompt: str) -> list[tuple[str, str]]:
 
 def _known_answer(question: str, options: list[tuple[str, str]]) -> int | None:
     """On corpora from `labelmill.corpus`, the choice that belongs to the asked-for category."""
-    for category, members in ALL_CATEGORIES.items():
-        if re.search(rf"\b{category}\b", question):
-            for i, (_, text) in enumerate(options):
-                if text in members:
-                    return i
-    return None
+    asked = _CATEGORY_WORD.search(question)
+    if asked is None:
+        return None
+    members = ALL_CATEGORIES[asked.group(1)]
+    return next((i for i, (_, text) in enumerate(options) if text in members), None)
 
 
 def _stable_index(text: str, n: int) -> int:

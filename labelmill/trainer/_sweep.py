@@ -28,6 +28,7 @@ from labelmill._exceptions import UsageError
 from labelmill.cache import ShardRecord, ShardWriter
 from labelmill.trainer._data import is_test, load_records
 from labelmill.trainer._infer import Item, evaluate
+from labelmill.trainer._sweep_report import write_report
 from labelmill.trainer._train import TrainConfig, train
 
 log = logging.getLogger("labelmill")
@@ -103,8 +104,6 @@ def run_sweep(config: SweepConfig, progress: Callable[[str], None] = log.info) -
         rank = "" if run.get("rank_accuracy") is None else f", ranked {run['rank_accuracy']:.3f}"
         progress(f"run {number}/{len(plan)}: accuracy {run['accuracy']:.3f}{rank}, {run['seconds']:.0f} s")
     report = _report(config, runs, costs, test_records)
-    from labelmill.trainer._sweep_report import write_report
-
     write_report(report, out)
     return report
 

@@ -163,11 +163,12 @@ def make_student(
     """The student and its tokenizer. A scratch tokenizer is trained once, by the main process, and
     saved to MODEL_DIR; the other processes wait for it and load it (as a resumed run does)."""
     resume = config.resume and (model_dir / "tokenizer.json").exists()
+    texts = [r.source for r in rows] + [r.target for r in rows]
     if config.student not in SCRATCH or (args.world_size == 1 and not resume):
-        return build_student(config.student, [r.source for r in rows] + [r.target for r in rows])
+        return build_student(config.student, texts)
     with args.main_process_first(local=False, desc="the scratch student's tokenizer"):
         if args.process_index == 0 and not resume:
-            model, tokenizer = build_student(config.student, [r.source for r in rows] + [r.target for r in rows])
+            model, tokenizer = build_student(config.student, texts)
             model_dir.mkdir(parents=True, exist_ok=True)
             tokenizer.save_pretrained(model_dir)
             return model, tokenizer
@@ -209,6 +210,7 @@ def training_arguments(config: TrainConfig, model_dir: Path, train_rows: int) ->
     cuda = torch.cuda.is_available()
     if config.eval_steps is not None and config.eval_steps < 1:
         raise UsageError("--eval-steps must be at least 1")
+    interval = config.eval_steps or eval_interval(config, train_rows)
     return Seq2SeqTrainingArguments(
         output_dir=str(model_dir / "checkpoints"),
         max_steps=config.max_steps,
@@ -227,9 +229,9 @@ def training_arguments(config: TrainConfig, model_dir: Path, train_rows: int) ->
         ddp_backend="gloo" if not cuda and launched_processes() > 1 else None,
         ddp_find_unused_parameters=False,  # a T5 uses every parameter on every step
         eval_strategy="steps",
-        eval_steps=config.eval_steps or eval_interval(config, train_rows),
+        eval_steps=interval,
         save_strategy="steps",
-        save_steps=config.eval_steps or eval_interval(config, train_rows),
+        save_steps=interval,
         save_total_limit=2,  # the best checkpoint is always kept besides the last
         metric_for_best_model="accuracy",
         greater_is_better=True,
