@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import iter_records, read_manifest
-from labelmill.corpus import cqa_rows, make_cqa, write_jsonl
 from labelmill.engine import AnnotateConfig, RetryPolicy, annotate, load_task
-from labelmill.engine._budget import Ledger, Planner, Prices, resolve_prices
-from labelmill.engine._mock import MockConfig, MockTeacher
+from labelmill.engine.money._budget import Ledger, Planner, Prices, resolve_prices
+from labelmill.testing._corpus import cqa_rows, make_cqa, write_jsonl
+from labelmill.testing._mock import MockConfig, MockTeacher
 
 PRICES = Prices(0.15, 0.60)
 
@@ -201,7 +201,7 @@ async def test_fixed_rate_with_a_budget_caps_how_far_the_run_gets(tmp_path: Path
 
 
 async def test_estimate_prices_the_corpus_without_a_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from labelmill.engine._estimate import estimate_corpus
+    from labelmill.engine.money._estimate import estimate_corpus
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("--estimate opened a socket")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from labelmill.cache import ResponseStore, iter_records, read_manifest
-from labelmill.corpus import make_cqa
+from labelmill.testing._corpus import make_cqa
 from tests.mockproc import mock_stats, mock_teacher_process
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labelmill.apps._opro import OproConfig, Optimizer, write_outputs
 from labelmill.cache import iter_records
-from labelmill.corpus import make_cqa
 from labelmill.engine import AnnotateConfig, RunResult, annotate, load_task
-from labelmill.engine._budget import Prices
-from labelmill.engine._mock import MockTeacher
-from labelmill.engine._opro import OproConfig, Optimizer, write_outputs
-from labelmill.engine._tasks import VARIANT_RATIONALE, placeholders
+from labelmill.engine.money._budget import Prices
+from labelmill.engine.tasks._tasks import VARIANT_RATIONALE, placeholders
+from labelmill.testing._corpus import make_cqa
+from labelmill.testing._mock import MockTeacher
 
 PRICES = Prices(0.15, 0.60)
 
@@ -102,7 +102,7 @@ async def test_the_written_task_round_trips_through_annotate(tmp_path: Path) -> 
 
 
 async def test_few_shot_prompts_as_an_annotate_variant(tmp_path: Path) -> None:
-    from labelmill.corpus import cqa_rows, write_jsonl
+    from labelmill.testing._corpus import cqa_rows, write_jsonl
 
     rows = [{**row, "abstractive_explanation": f"it is a {row['answer']}"} for row in cqa_rows(20)]
     source = write_jsonl(iter(rows), tmp_path / "in.jsonl")

@@ -14,10 +14,10 @@ import pytest
 
 from labelmill._exceptions import TeacherStatusError
 from labelmill.cache import ResponseStore, iter_records, read_manifest
-from labelmill.corpus import cqa_rows, make_cqa, write_jsonl
 from labelmill.engine import AnnotateConfig, RetryPolicy, RunResult, annotate, load_task
-from labelmill.engine._budget import Prices
-from labelmill.engine._mock import MockConfig, MockTeacher
+from labelmill.engine.money._budget import Prices
+from labelmill.testing._corpus import cqa_rows, make_cqa, write_jsonl
+from labelmill.testing._mock import MockConfig, MockTeacher
 
 FAST_RETRY = RetryPolicy(attempts=8, backoff_base_s=0.01, backoff_cap_s=0.05, retry_after_cap_s=0.2)
 
@@ -272,7 +272,7 @@ async def test_api_key_never_lands_on_disk(tmp_path: Path) -> None:
 
 
 def test_progress_line_shows_counts_dollars_and_budget() -> None:
-    from labelmill.engine._stats import RunStats
+    from labelmill.engine.run._stats import RunStats
 
     stats = RunStats(total=10, done=4, cache_hits=1, retries=2, rate_limited=1, dollars=0.0123)
     line = stats.line(show_dollars=True, budget=0.5)
@@ -281,7 +281,7 @@ def test_progress_line_shows_counts_dollars_and_budget() -> None:
 
 
 async def test_run_settings_shorten_the_switch_interval_and_restore_it() -> None:
-    from labelmill.engine._runtime import SWITCH_INTERVAL_S, run_settings
+    from labelmill.engine.run._runtime import SWITCH_INTERVAL_S, run_settings
 
     before = sys.getswitchinterval()
     with pytest.raises(RuntimeError), run_settings(lambda: None):

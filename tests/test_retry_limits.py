@@ -12,9 +12,9 @@ from tenacity import RetryCallState
 
 from labelmill._exceptions import CircuitOpenError, TeacherStatusError
 from labelmill.engine import AdaptiveConcurrency, CircuitBreaker, RateLimits, RetryableError, RetryPolicy
-from labelmill.engine._limits import RateLimiter, _parse_duration
-from labelmill.engine._retry import call_with_retries, wait_retry_after_or_backoff
-from labelmill.engine._teacher import parse_retry_after
+from labelmill.engine.teacher._client import parse_retry_after
+from labelmill.engine.teacher._limits import RateLimiter, _parse_duration
+from labelmill.engine.teacher._retry import call_with_retries, wait_retry_after_or_backoff
 
 
 class Flaky:

@@ -76,10 +76,10 @@ def test_bad_task_specs_say_what_to_do(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shots", [0, 2])
 def test_request_keys_are_the_keys_of_the_bodies_sent(tmp_path: Path, select: str, shots: int) -> None:
     from labelmill.cache import request_key
-    from labelmill.corpus import cqa_rows, write_jsonl
     from labelmill.engine._config import AnnotateConfig
-    from labelmill.engine._input import iter_rows
-    from labelmill.engine._requests import Requests
+    from labelmill.engine.run._requests import Requests
+    from labelmill.engine.tasks._input import iter_rows
+    from labelmill.testing._corpus import cqa_rows, write_jsonl
 
     rows = [{**row, "abstractive_explanation": "because"} for row in cqa_rows(6)]
     rows[3]["question"] = 'Une "question" en français? \u00e9\U0001f600\n\t\\'

@@ -22,8 +22,8 @@ from labelmill.engine import (
     load_task,
 )
 from labelmill.engine import annotate as annotate_corpus
-from labelmill.engine._budget import Prices, resolve_prices
 from labelmill.engine._config import DEFAULT_CONCURRENCY
+from labelmill.engine.money._budget import Prices, resolve_prices
 
 
 def _finish(result: RunResult, as_json: bool) -> None:
@@ -151,7 +151,7 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
 def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: str, limit: int | None,
                     budget: float | None, as_json: bool) -> None:  # fmt: skip
     """`annotate --estimate`: price the corpus; opens no socket."""
-    from labelmill.engine._estimate import estimate_corpus
+    from labelmill.engine.money._estimate import estimate_corpus
 
     store = ResponseStore(cache_dir) if Path(cache_dir).is_dir() else None
     try:
@@ -200,7 +200,7 @@ def _manifest_settings(out_dir: Path) -> dict[str, Any]:
               help="JSONL of {\"contains\": ..., \"content\": ...} to replay real outputs.")  # fmt: skip
 def mock_teacher(host: str, port: int, answers: str | None, require_key: str | None, **options: Any) -> None:
     """Serve a local OpenAI-compatible mock teacher (for tests, benchmarks and the demo)."""
-    from labelmill.engine._mock import MockConfig, load_answers, serve
+    from labelmill.testing._mock import MockConfig, load_answers, serve
 
     config = MockConfig(api_key=require_key, answers=load_answers(answers) if answers else [], **options)
     with contextlib.suppress(KeyboardInterrupt):

@@ -4,13 +4,11 @@ Never imports torch, transformers or the trainer (a test enforces it).
 """
 
 from labelmill.engine._config import DEFAULT_BASE_URL, DEFAULT_MODEL, AnnotateConfig, env_base_url
-from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
-from labelmill.engine._parse import Parsed, parse_response, resolve_label
-from labelmill.engine._pipeline import annotate
-from labelmill.engine._requests import RunResult
-from labelmill.engine._retry import RetryPolicy, call_with_retries
-from labelmill.engine._select import selection_score, wants_rationale
-from labelmill.engine._tasks import (
+from labelmill.engine.run._requests import RunResult
+from labelmill.engine.run._run import annotate
+from labelmill.engine.selection._score import selection_score, wants_rationale
+from labelmill.engine.tasks._parse import Parsed, parse_response, resolve_label
+from labelmill.engine.tasks._tasks import (
     BUILTIN_TASKS,
     VARIANT_LABEL,
     VARIANT_RATIONALE,
@@ -19,7 +17,9 @@ from labelmill.engine._tasks import (
     Task,
     load_task,
 )
-from labelmill.engine._teacher import RequestRejected, RetryableError, TeacherClient
+from labelmill.engine.teacher._client import RequestRejected, RetryableError, TeacherClient
+from labelmill.engine.teacher._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
+from labelmill.engine.teacher._retry import RetryPolicy, call_with_retries
 
 __all__ = [
     "BUILTIN_TASKS",

@@ -9,9 +9,9 @@ from typing import Any
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import DEFAULT_SHARD_SIZE
-from labelmill.engine._budget import Prices
-from labelmill.engine._retry import RetryPolicy
-from labelmill.engine._tasks import Task
+from labelmill.engine.money._budget import Prices
+from labelmill.engine.tasks._tasks import Task
+from labelmill.engine.teacher._retry import RetryPolicy
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from labelmill.cache import ShardRecord, StoredResponse, TeacherRef, Usage
-from labelmill.engine._parse import parse_response
-from labelmill.engine._tasks import VARIANT_RATIONALE, Example, Task
+from labelmill.engine.tasks._parse import parse_response
+from labelmill.engine.tasks._tasks import VARIANT_RATIONALE, Example, Task
 
 FAILURES = "failures.jsonl"
 

@@ -21,12 +21,12 @@ from typing import Any
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import ResponseStore, iter_records
-from labelmill.engine._budget import BudgetExhausted, Prices, Spending
 from labelmill.engine._config import DEFAULT_MODEL, AnnotateConfig
-from labelmill.engine._input import iter_rows
-from labelmill.engine._oneshot import OneShot
-from labelmill.engine._pipeline import annotate
-from labelmill.engine._tasks import VARIANT_RATIONALE, Prompt, Task, placeholders
+from labelmill.engine.money._budget import BudgetExhausted, Prices, Spending
+from labelmill.engine.run._run import annotate
+from labelmill.engine.tasks._input import iter_rows
+from labelmill.engine.tasks._tasks import VARIANT_RATIONALE, Prompt, Task, placeholders
+from labelmill.engine.teacher._oneshot import OneShot
 
 META_TAG = "opro/meta@1"
 _INSTRUCTION = re.compile(r"<INS>(.*?)</INS>", re.DOTALL)

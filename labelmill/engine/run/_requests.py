@@ -7,10 +7,10 @@ from typing import Any
 
 from labelmill.cache import KeyTemplate, StoredResponse
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine._input import Row
-from labelmill.engine._outputs import Failure, build_record
-from labelmill.engine._select import wants_rationale
-from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
+from labelmill.engine.run._outputs import Failure, build_record
+from labelmill.engine.selection._score import wants_rationale
+from labelmill.engine.tasks._input import Row
+from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
 
 
 @dataclass(slots=True)
@@ -60,7 +60,7 @@ class Requests:
         self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
         self.demos: list[tuple[Example, str]] = []
         if config.shots:
-            from labelmill.engine._input import iter_rows
+            from labelmill.engine.tasks._input import iter_rows
 
             rows = (r.data for r in iter_rows(config.source) if r.data is not None) if config.source != "-" else ()
             self.demos = self.task.demonstrations(rows, config.shots)

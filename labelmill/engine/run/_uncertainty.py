@@ -17,9 +17,9 @@ from typing import Any
 
 from labelmill.cache import ResponseStore, iter_records
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine._estimate import estimate_corpus
-from labelmill.engine._requests import RunResult
-from labelmill.engine._tasks import VARIANT_RATIONALE
+from labelmill.engine.money._estimate import estimate_corpus
+from labelmill.engine.run._requests import RunResult
+from labelmill.engine.tasks._tasks import VARIANT_RATIONALE
 
 Annotate = Callable[[AnnotateConfig], Awaitable[RunResult]]
 _ADDED = ("requests", "retries", "rate_limited_429", "server_errors", "dollars", "cpu_seconds", "seconds")

@@ -13,9 +13,9 @@ from rich.live import Live
 from rich.text import Text
 
 from labelmill.cache import ShardWriter
-from labelmill.engine._budget import Spending
-from labelmill.engine._outputs import Failure, FailureLog
-from labelmill.engine._requests import Outcome, RunResult
+from labelmill.engine.money._budget import Spending
+from labelmill.engine.run._outputs import Failure, FailureLog
+from labelmill.engine.run._requests import Outcome, RunResult
 
 
 @dataclass(slots=True)

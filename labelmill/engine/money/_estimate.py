@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labelmill.cache import ResponseStore
-from labelmill.engine._budget import PRIOR_LABEL_COMPLETION, PRIOR_RATIONALE_COMPLETION, Planner, Prices
-from labelmill.engine._input import iter_rows
-from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Task
+from labelmill.engine.money._budget import PRIOR_LABEL_COMPLETION, PRIOR_RATIONALE_COMPLETION, Planner, Prices
+from labelmill.engine.tasks._input import iter_rows
+from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Task
 
 MESSAGE_OVERHEAD = 4  # tokens of framing per chat message, and 3 more to prime the reply
 FEW_SHOT = "few-shot label+rationale"

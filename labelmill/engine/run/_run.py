@@ -32,19 +32,19 @@ from typing import Any
 
 from labelmill._exceptions import CircuitOpenError, TeacherStatusError, UsageError
 from labelmill.cache import AsyncStoreWriter, ResponseStore, ShardWriter, StoredResponse
-from labelmill.engine._budget import BudgetExhausted, Commitment, Spending
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine._input import Row, count_rows, iter_rows
-from labelmill.engine._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
-from labelmill.engine._outputs import Failure, FailureLog, IdRegistry, confidence_of
-from labelmill.engine._requests import Outcome, Request, Requests, RunResult, token_upper_bound
-from labelmill.engine._resolve import ReplayPool, Resolved, Resolver
-from labelmill.engine._retry import call_with_retries
-from labelmill.engine._runtime import run_settings
-from labelmill.engine._select import selection_score
-from labelmill.engine._stats import OrderedOutput, Progress, RunStats, run_result
-from labelmill.engine._tasks import VARIANT_LABEL, VARIANT_RATIONALE
-from labelmill.engine._teacher import RequestRejected, RetryableError, TeacherClient
+from labelmill.engine.money._budget import BudgetExhausted, Commitment, Spending
+from labelmill.engine.run._outputs import Failure, FailureLog, IdRegistry, confidence_of
+from labelmill.engine.run._requests import Outcome, Request, Requests, RunResult, token_upper_bound
+from labelmill.engine.run._resolve import ReplayPool, Resolved, Resolver
+from labelmill.engine.run._runtime import run_settings
+from labelmill.engine.run._stats import OrderedOutput, Progress, RunStats, run_result
+from labelmill.engine.selection._score import selection_score
+from labelmill.engine.tasks._input import Row, count_rows, iter_rows
+from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE
+from labelmill.engine.teacher._client import RequestRejected, RetryableError, TeacherClient
+from labelmill.engine.teacher._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
+from labelmill.engine.teacher._retry import call_with_retries
 
 log = logging.getLogger("labelmill")
 
@@ -382,7 +382,7 @@ class _Run:
 async def annotate(config: AnnotateConfig) -> RunResult:
     """Annotate (or, with `config.replay`, replay) a corpus into shards; see the module doc."""
     if config.select == "uncertainty" and config.explain_ids is None and not config.replay:
-        from labelmill.engine._uncertainty import annotate_by_uncertainty
+        from labelmill.engine.run._uncertainty import annotate_by_uncertainty
 
         return await annotate_by_uncertainty(config, annotate)
     with ResponseStore(config.cache_dir) as store:

@@ -16,7 +16,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_base
 
-from labelmill.engine._teacher import RetryableError
+from labelmill.engine.teacher._client import RetryableError
 
 T = TypeVar("T")
 _RNG = random.Random()  # jitter only; seeding a new one per request cost more than the policy itself

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labelmill._exceptions import TaskError
-from labelmill.engine._parse import LETTERS, resolve_label
+from labelmill.engine.tasks._parse import LETTERS, resolve_label
 
 VARIANT_RATIONALE = "label+rationale"
 VARIANT_LABEL = "label"

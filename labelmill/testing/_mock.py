@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from labelmill.corpus import ALL_CATEGORIES
+from labelmill.testing._corpus import ALL_CATEGORIES
 
 _CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
 _CHOICE = re.compile(r"\(([a-z])\)\s*(.*?)(?=\s+\([a-z]\)\s|\s*$)")
@@ -361,7 +361,7 @@ def _options(prompt: str) -> list[tuple[str, str]]:
 
 
 def _known_answer(question: str, options: list[tuple[str, str]]) -> int | None:
-    """On corpora from `labelmill.corpus`, the choice that belongs to the asked-for category."""
+    """On corpora from `labelmill.testing._corpus`, the choice that belongs to the asked-for category."""
     asked = _CATEGORY_WORD.search(question)
     if asked is None:
         return None

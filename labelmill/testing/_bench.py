@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labelmill.corpus import make_cqa
+from labelmill.testing._corpus import make_cqa
 
 
 @dataclass(frozen=True, slots=True)
