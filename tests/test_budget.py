@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from labelmill._exceptions import UsageError
 from labelmill.cache import iter_records, read_manifest
 from labelmill.engine import AnnotateConfig, RetryPolicy, annotate, load_task
-from labelmill.engine.money._budget import Ledger, Planner, Prices, resolve_prices
+from labelmill.engine.money import Ledger, Planner, Prices, resolve_prices
 from labelmill.testing._corpus import cqa_rows, make_cqa, write_jsonl
 from labelmill.testing._mock import MockConfig, MockTeacher
 

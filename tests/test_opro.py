@@ -7,7 +7,7 @@ from pathlib import Path
 from labelmill.apps._opro import OproConfig, Optimizer, write_outputs
 from labelmill.cache import iter_records
 from labelmill.engine import AnnotateConfig, RunResult, annotate, load_task
-from labelmill.engine.money._budget import Prices
+from labelmill.engine.money import Prices
 from labelmill.engine.tasks._tasks import VARIANT_RATIONALE, placeholders
 from labelmill.testing._corpus import make_cqa
 from labelmill.testing._mock import MockTeacher

@@ -15,7 +15,7 @@ import pytest
 from labelmill._exceptions import TeacherStatusError
 from labelmill.cache import ResponseStore, iter_records, read_manifest
 from labelmill.engine import AnnotateConfig, RetryPolicy, RunResult, annotate, load_task
-from labelmill.engine.money._budget import Prices
+from labelmill.engine.money import Prices
 from labelmill.testing._corpus import cqa_rows, make_cqa, write_jsonl
 from labelmill.testing._mock import MockConfig, MockTeacher
 

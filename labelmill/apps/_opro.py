@@ -22,7 +22,7 @@ from typing import Any
 from labelmill._exceptions import UsageError
 from labelmill.cache import ResponseStore, iter_records
 from labelmill.engine._config import DEFAULT_MODEL, AnnotateConfig
-from labelmill.engine.money._budget import BudgetExhausted, Prices, Spending
+from labelmill.engine.money import BudgetExhausted, Prices, Spending
 from labelmill.engine.run._run import annotate
 from labelmill.engine.tasks._input import iter_rows
 from labelmill.engine.tasks._tasks import VARIANT_RATIONALE, Prompt, Task, placeholders

@@ -23,7 +23,7 @@ from labelmill.engine import (
 )
 from labelmill.engine import annotate as annotate_corpus
 from labelmill.engine._config import DEFAULT_CONCURRENCY
-from labelmill.engine.money._budget import Prices, resolve_prices
+from labelmill.engine.money import Prices, resolve_prices
 
 
 def _finish(result: RunResult, as_json: bool) -> None:

@@ -16,7 +16,7 @@ from labelmill.engine import (
     DEFAULT_MODEL,
     load_task,
 )
-from labelmill.engine.money._budget import resolve_prices
+from labelmill.engine.money import resolve_prices
 
 
 # -- cache ----------------------------------------------------------------------------------------

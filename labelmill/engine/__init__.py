@@ -4,7 +4,7 @@ Never imports torch, transformers or the trainer (a test enforces it).
 """
 
 from labelmill.engine._config import DEFAULT_BASE_URL, DEFAULT_MODEL, AnnotateConfig, env_base_url
-from labelmill.engine.run._requests import RunResult
+from labelmill.engine.run._result import RunResult
 from labelmill.engine.run._run import annotate
 from labelmill.engine.selection._score import selection_score, wants_rationale
 from labelmill.engine.tasks._parse import Parsed, parse_response, resolve_label

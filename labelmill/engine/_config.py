@@ -9,7 +9,7 @@ from typing import Any
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import DEFAULT_SHARD_SIZE
-from labelmill.engine.money._budget import Prices
+from labelmill.engine.money import Prices
 from labelmill.engine.tasks._tasks import Task
 from labelmill.engine.teacher._retry import RetryPolicy
 

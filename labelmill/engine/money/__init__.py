@@ -2,3 +2,33 @@
 
 Imports `engine.tasks` (the estimate renders prompts), nothing above it.
 """
+
+from labelmill.engine.money._estimate import FEW_SHOT, Estimate, VariantTotals, estimate_corpus
+from labelmill.engine.money._ledger import BudgetExhausted, Ledger, Reservation
+from labelmill.engine.money._prices import Prices, price_table, resolve_prices, token_upper_bound
+from labelmill.engine.money._spending import (
+    PRIOR_LABEL_COMPLETION,
+    PRIOR_RATIONALE_COMPLETION,
+    Commitment,
+    Planner,
+    Spending,
+)
+
+__all__ = [
+    "FEW_SHOT",
+    "PRIOR_LABEL_COMPLETION",
+    "PRIOR_RATIONALE_COMPLETION",
+    "BudgetExhausted",
+    "Commitment",
+    "Estimate",
+    "Ledger",
+    "Planner",
+    "Prices",
+    "Reservation",
+    "Spending",
+    "VariantTotals",
+    "estimate_corpus",
+    "price_table",
+    "resolve_prices",
+    "token_upper_bound",
+]

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labelmill.cache import ResponseStore
-from labelmill.engine.money._budget import PRIOR_LABEL_COMPLETION, PRIOR_RATIONALE_COMPLETION, Planner, Prices
+from labelmill.engine.money._prices import Prices
+from labelmill.engine.money._spending import PRIOR_LABEL_COMPLETION, PRIOR_RATIONALE_COMPLETION, Planner
 from labelmill.engine.tasks._input import iter_rows
 from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Task
 

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from labelmill.cache import KeyTemplate, StoredResponse
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine.run._outputs import Failure, build_record
+from labelmill.engine.run._failures import Failure
 from labelmill.engine.selection._score import wants_rationale
 from labelmill.engine.tasks._input import Row
+from labelmill.engine.tasks._records import build_record
 from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
-
-
-@dataclass(slots=True)
-class RunResult:
-    summary: dict[str, Any]
-    exit_code: int
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)  # per row: not frozen (a frozen __init__ is 5x slower)
@@ -43,12 +37,6 @@ class Done:
 
 
 Outcome = Done | Failure
-
-
-def token_upper_bound(body: dict[str, Any]) -> int:
-    """UTF-8 bytes bound BPE tokens from above; 4 tokens of framing per message, 3 for the reply."""
-    prompt = sum(len(m["content"].encode("utf-8")) + 4 for m in body["messages"]) + 3
-    return prompt + int(body["max_tokens"])
 
 
 class Requests:

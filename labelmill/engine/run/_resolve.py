@@ -25,9 +25,10 @@ from pathlib import Path
 
 from labelmill.cache import ResponseStore
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine.run._outputs import Failure, confidence_of
+from labelmill.engine.run._failures import Failure
 from labelmill.engine.run._requests import Done, Outcome, Request, Requests
 from labelmill.engine.tasks._input import Row, iter_jsonl_lines, jsonl_row
+from labelmill.engine.tasks._records import confidence_of
 
 # A replay reads its input in worker processes when it is at least this big (about 10,000 CQA
 # rows): below it, forking and feeding the workers costs more than it saves.

@@ -33,14 +33,16 @@ from typing import Any
 from labelmill._exceptions import CircuitOpenError, TeacherStatusError, UsageError
 from labelmill.cache import AsyncStoreWriter, ResponseStore, ShardWriter, StoredResponse
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine.money._budget import BudgetExhausted, Commitment, Spending
-from labelmill.engine.run._outputs import Failure, FailureLog, IdRegistry, confidence_of
-from labelmill.engine.run._requests import Outcome, Request, Requests, RunResult, token_upper_bound
+from labelmill.engine.money import BudgetExhausted, Commitment, Spending, token_upper_bound
+from labelmill.engine.run._failures import Failure, FailureLog, IdRegistry
+from labelmill.engine.run._requests import Outcome, Request, Requests
 from labelmill.engine.run._resolve import ReplayPool, Resolved, Resolver
+from labelmill.engine.run._result import RunResult
 from labelmill.engine.run._runtime import run_settings
 from labelmill.engine.run._stats import OrderedOutput, Progress, RunStats, run_result
 from labelmill.engine.selection._score import selection_score
 from labelmill.engine.tasks._input import Row, count_rows, iter_rows
+from labelmill.engine.tasks._records import confidence_of
 from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE
 from labelmill.engine.teacher._client import RequestRejected, RetryableError, TeacherClient
 from labelmill.engine.teacher._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits

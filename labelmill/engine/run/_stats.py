@@ -13,9 +13,10 @@ from rich.live import Live
 from rich.text import Text
 
 from labelmill.cache import ShardWriter
-from labelmill.engine.money._budget import Spending
-from labelmill.engine.run._outputs import Failure, FailureLog
-from labelmill.engine.run._requests import Outcome, RunResult
+from labelmill.engine.money import Spending
+from labelmill.engine.run._failures import Failure, FailureLog
+from labelmill.engine.run._requests import Outcome
+from labelmill.engine.run._result import RunResult
 
 
 @dataclass(slots=True)

@@ -18,7 +18,7 @@ from typing import Any
 from labelmill.cache import ResponseStore, iter_records
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.money._estimate import estimate_corpus
-from labelmill.engine.run._requests import RunResult
+from labelmill.engine.run._result import RunResult
 from labelmill.engine.tasks._tasks import VARIANT_RATIONALE
 
 Annotate = Callable[[AnnotateConfig], Awaitable[RunResult]]

@@ -11,8 +11,7 @@ from types import TracebackType
 from typing import Any
 
 from labelmill.cache import AsyncStoreWriter, ResponseStore, StoredResponse, request_key
-from labelmill.engine.money._budget import Spending
-from labelmill.engine.run._requests import token_upper_bound
+from labelmill.engine.money import Spending, token_upper_bound
 from labelmill.engine.teacher._client import TeacherClient
 from labelmill.engine.teacher._limits import RateLimits
 from labelmill.engine.teacher._retry import RetryPolicy, call_with_retries

@@ -1,10 +1,4 @@
-"""Money: prices, the ledger that never lets spend exceed the budget, and the explanation planner.
-
-The ledger's invariant is `spent + reserved <= budget` at every instant. Before a request is sent
-its worst case is reserved (prompt-token upper bound x input price + max_tokens x output price);
-the answer settles it against `usage`. An answer without `usage`, and an attempt that timed out or
-lost its connection after sending (the provider may have billed it), keep the whole reservation as
-spent. A 429 or 5xx answer was not billed and releases it.
+"""What the run asks about money: reserve, settle, and the explanation rate that spends the budget.
 
 The planner picks the explanation rate that spends the budget (DESIGN.md):
 `r = clip((B_left - n_left * c_L) / (n_left * (c_R - c_L)), 0, 1)`, with c_L and c_R the running
@@ -13,111 +7,11 @@ mean costs of a label-only and a label+rationale request, re-estimated as usage 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import tomllib
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
-from labelmill._exceptions import UsageError
-
-
-@dataclass(frozen=True, slots=True)
-class Prices:
-    input_per_m: float
-    output_per_m: float
-
-    def cost(self, prompt_tokens: int | float, completion_tokens: int | float) -> float:
-        return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1e6
-
-
-def price_table() -> dict[str, Any]:
-    """The built-in table (a data file with its date)."""
-    text = resources.files("labelmill.engine").joinpath("data/prices.json").read_text(encoding="utf-8")
-    table: dict[str, Any] = json.loads(text)
-    return table
-
-
-def resolve_prices(
-    model: str, price_in: float | None, price_out: float | None, prices_file: str | Path | None = None
-) -> Prices | None:
-    """Flags win, then a TOML override file (`[models."name"] input = .. output = ..`), then the table."""
-    models: dict[str, Any] = dict(price_table()["models"])
-    if prices_file is not None:
-        try:
-            data = tomllib.loads(Path(prices_file).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(f"cannot read prices from {prices_file}: {exc}") from exc
-        models.update(data.get("models", {}))
-    listed = models.get(model)
-    if listed is None:
-        # dated snapshots (gpt-4o-mini-2024-07-18) cost what their family costs
-        family = max((name for name in models if model.startswith(name + "-")), key=len, default=None)
-        listed = models.get(family) if family else None
-    price_in = price_in if price_in is not None else (listed or {}).get("input")
-    price_out = price_out if price_out is not None else (listed or {}).get("output")
-    if price_in is None or price_out is None:
-        return None
-    return Prices(float(price_in), float(price_out))
-
-
-@dataclass(slots=True)
-class Reservation:
-    amount: float
-    open: bool = True
-
-
-class Ledger:
-    """Reservations and spend against a budget; `spent + reserved <= budget` always holds."""
-
-    def __init__(self, budget: float) -> None:
-        if budget < 0:
-            raise UsageError("the budget cannot be negative")
-        self.budget = budget
-        self.spent = 0.0
-        self.reserved = 0.0
-        self.reserved_peak = 0.0
-        self._changed = asyncio.Event()
-
-    @property
-    def left(self) -> float:
-        return self.budget - self.spent - self.reserved
-
-    def try_reserve(self, amount: float) -> Reservation | None:
-        if self.spent + self.reserved + amount > self.budget:
-            return None
-        self.reserved += amount
-        self.reserved_peak = max(self.reserved_peak, self.reserved)
-        return Reservation(amount)
-
-    async def reserve(self, amount: float) -> Reservation | None:
-        """Reserve `amount`, waiting while open reservations may still free room; None if it cannot fit."""
-        while (reservation := self.try_reserve(amount)) is None:
-            if self.reserved <= 0 or self.spent + amount > self.budget:
-                return None
-            self._changed.clear()
-            await self._changed.wait()
-        return reservation
-
-    def settle(self, reservation: Reservation, actual: float | None) -> float:
-        """Turn a reservation into spend: `actual` (capped at the reservation), or all of it if unknown."""
-        if not reservation.open:
-            return 0.0
-        cost = reservation.amount if actual is None else min(actual, reservation.amount)
-        reservation.open = False
-        self.reserved -= reservation.amount
-        self.spent += cost
-        self._changed.set()
-        return cost
-
-    def release(self, reservation: Reservation) -> None:
-        """Nothing was billed (a 429 or 5xx answer): give the room back."""
-        if reservation.open:
-            reservation.open = False
-            self.reserved -= reservation.amount
-            self._changed.set()
+from labelmill.engine.money._ledger import BudgetExhausted, Ledger, Reservation
+from labelmill.engine.money._prices import Prices
 
 
 class Planner:
@@ -153,10 +47,6 @@ class Planner:
 class Commitment:
     name: str  # "label" or "rationale"
     open: bool = True
-
-
-class BudgetExhausted(Exception):
-    """This request's worst case cannot fit in what is left of the budget."""
 
 
 # Priors for the planner before any usage is seen: about four characters a token, and typical

@@ -1,0 +1,59 @@
+"""Prices: the built-in table (a dated data file), overrides, and the token bound money relies on."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from labelmill._exceptions import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    input_per_m: float
+    output_per_m: float
+
+    def cost(self, prompt_tokens: int | float, completion_tokens: int | float) -> float:
+        return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1e6
+
+
+def price_table() -> dict[str, Any]:
+    """The built-in table (a data file with its date)."""
+    text = resources.files("labelmill.engine").joinpath("data/prices.json").read_text(encoding="utf-8")
+    table: dict[str, Any] = json.loads(text)
+    return table
+
+
+def resolve_prices(
+    model: str, price_in: float | None, price_out: float | None, prices_file: str | Path | None = None
+) -> Prices | None:
+    """Flags win, then a TOML override file (`[models."name"] input = .. output = ..`), then the table."""
+    models: dict[str, Any] = dict(price_table()["models"])
+    if prices_file is not None:
+        try:
+            data = tomllib.loads(Path(prices_file).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"cannot read prices from {prices_file}: {exc}") from exc
+        models.update(data.get("models", {}))
+    listed = models.get(model)
+    if listed is None:
+        # dated snapshots (gpt-4o-mini-2024-07-18) cost what their family costs
+        family = max((name for name in models if model.startswith(name + "-")), key=len, default=None)
+        listed = models.get(family) if family else None
+    price_in = price_in if price_in is not None else (listed or {}).get("input")
+    price_out = price_out if price_out is not None else (listed or {}).get("output")
+    if price_in is None or price_out is None:
+        return None
+    return Prices(float(price_in), float(price_out))
+
+
+def token_upper_bound(body: dict[str, Any]) -> int:
+    """UTF-8 bytes bound BPE tokens from above; 4 tokens of framing per message, 3 for the reply.
+
+    This is the bound money reserves against: it can never be exceeded, whatever the tokenizer."""
+    prompt = sum(len(m["content"].encode("utf-8")) + 4 for m in body["messages"]) + 3
+    return prompt + int(body["max_tokens"])
