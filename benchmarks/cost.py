@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from labelmill.testing._bench import mock_process, run_labelmill
+from labelmill.testing import mock_process, run_labelmill
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cqa"
 RESULTS = Path(__file__).resolve().parent / "results" / "cost"

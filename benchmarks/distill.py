@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/distill.py [--rows 1600] [extra bench distill options...]
 
-Generates `--rows` multiple-choice questions (`labelmill.testing._corpus`), annotates every one with a
+Generates `--rows` multiple-choice questions (`labelmill.testing`), annotates every one with a
 rationale through the mock teacher at gpt-4o-mini's list prices, then runs the default sweep
 (rates 0, 0.1, 0.33, 1 and label-only, 3 seeds each, 20% held out by id) into
 benchmarks/results/distill/. About 25 minutes on the project's 2-core machine.
@@ -15,8 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from labelmill.testing._bench import mock_process, run_labelmill
-from labelmill.testing._corpus import make_cqa
+from labelmill.testing import make_cqa, mock_process, run_labelmill
 
 RESULTS = Path(__file__).resolve().parent / "results" / "distill"
 

@@ -17,8 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from labelmill.testing._bench import Workload, mock_process, run_labelmill, run_replay, run_workload
-from labelmill.testing._corpus import make_cqa
+from labelmill.testing import Workload, make_cqa, mock_process, run_labelmill, run_replay, run_workload
 
 GOALS = {
     "W1": "3,000 req, 0 ms, c=64: >= 2,500 req/s, <= 0.35 CPU-s/1k, RSS <= 120 MB",

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from labelmill.testing._bench import mock_process
+from labelmill.testing import mock_process
 
 BODY = {
     "model": "mock",

@@ -27,8 +27,7 @@ import torch
 
 from labelmill.cache import ShardRecord, TeacherRef, Usage
 from labelmill.engine import load_task
-from labelmill.testing._corpus import cqa_rows
-from labelmill.testing._mock import MockTeacher
+from labelmill.testing import MockTeacher, cqa_rows
 from labelmill.trainer import build_student, multitask_loss, to_rows
 from labelmill.trainer._data import LABEL_PREFIX, RATIONALE_PREFIX, TASK_LABEL, TASK_RATIONALE
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.cost import DATA, palm_answers
 from labelmill.cache import iter_records
-from labelmill.testing._bench import mock_process, run_labelmill
+from labelmill.testing import mock_process, run_labelmill
 
 
 def main() -> None:

@@ -7,9 +7,15 @@
     ├── ShardFormatError           a shard line is not a valid record (says file:line)
     ├── InputError                 the input corpus cannot be read at all
     ├── TaskError                  a task name or task file is invalid
-    └── TeacherError               the teacher API failed in a way retries cannot fix
-        ├── TeacherStatusError     an HTTP status that must not be retried (400/401/403/404/...)
+    ├── BudgetExhausted            a request's worst case no longer fits what is left of the budget
+    └── TeacherError               the teacher API failed
+        ├── TeacherStatusError     an HTTP status that is never retried (400/401/403/404/...)
+        │   └── RequestRejected    400/413/422: this request only (too long, bad content); the run goes on
+        ├── RetryableError         408/409/429/5xx, a timeout, a dropped connection: retried, raised
+        │                          when the retries are spent
         └── CircuitOpenError       only 429/5xx for a sustained period: the run stops
+
+A run turns BudgetExhausted, RequestRejected and RetryableError into failure rows; the others end it.
 
 Errors carry a message that says what to do; the CLI prints it without a traceback.
 """
@@ -51,8 +57,12 @@ class TaskError(LabelmillError):
     """A task name or task file is invalid."""
 
 
+class BudgetExhausted(LabelmillError):
+    """This request's worst case cannot fit in what is left of the budget."""
+
+
 class TeacherError(LabelmillError):
-    """The teacher API failed in a way retries cannot fix."""
+    """The teacher API failed."""
 
 
 class TeacherStatusError(TeacherError):
@@ -66,3 +76,17 @@ class TeacherStatusError(TeacherError):
 
 class CircuitOpenError(TeacherError):
     """The teacher answered only 429/5xx for a sustained period."""
+
+
+class RequestRejected(TeacherStatusError):
+    """The server rejected this request (400/413/422), e.g. too long for the model's context."""
+
+
+class RetryableError(TeacherError):
+    """An attempt that may succeed if repeated: 408/409/429/5xx, a timeout, a dropped connection."""
+
+    def __init__(self, kind: str, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message)
+        self.kind = kind  # "status", "timeout", "connection"
+        self.status = status
+        self.retry_after = retry_after  # seconds the server asked for, from any header it sends

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from labelmill.cache import iter_records
-from labelmill.testing._corpus import make_cqa
+from labelmill.testing import make_cqa
 
 OUT = Path("demo-out")
 CORPUS_ROWS = 1600

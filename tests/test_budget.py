@@ -15,10 +15,9 @@ from hypothesis import strategies as st
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import iter_records, read_manifest
-from labelmill.engine import AnnotateConfig, RetryPolicy, annotate, load_task
+from labelmill.engine import AnnotateConfig, RetryPolicy, RunStatus, annotate, load_task
 from labelmill.engine.money import Ledger, Planner, Prices, resolve_prices
-from labelmill.testing._corpus import cqa_rows, make_cqa, write_jsonl
-from labelmill.testing._mock import MockConfig, MockTeacher
+from labelmill.testing import MockConfig, MockTeacher, cqa_rows, make_cqa, write_jsonl
 
 PRICES = Prices(0.15, 0.60)
 
@@ -137,7 +136,7 @@ async def test_budget_is_spent_but_never_exceeded(tmp_path: Path, concurrency: i
     spent = server_spend(mock)
     assert spent <= budget
     assert spent >= 0.97 * budget
-    assert result.summary["records"] == n and result.exit_code == 0
+    assert result.summary["records"] == n and result.status is RunStatus.COMPLETE
     # The plan: the rate that spends the budget at the costs actually seen.
     per_variant = result.summary["money"]["per_variant"]
     c_label = per_variant["label"]["dollars_per_request"]
@@ -166,7 +165,7 @@ async def test_budget_too_small_for_labels_labels_a_prefix_and_says_what_is_miss
         result = await annotate(config(tmp_path, source, mock.base_url, budget=0.0003, auto_rate=True,
                                        concurrency=1))  # fmt: skip
         assert server_spend(mock) <= 0.0003
-    assert result.exit_code == 3
+    assert result.status is RunStatus.PARTIAL
     rows = [json.loads(line) for line in (tmp_path / "out/failures.jsonl").read_text().splitlines()]
     assert rows and {r["reason"] for r in rows} == {"budget_exhausted"}
     indexes = [r.index for r in iter_records(tmp_path / "out")]
@@ -201,7 +200,7 @@ async def test_fixed_rate_with_a_budget_caps_how_far_the_run_gets(tmp_path: Path
 
 
 async def test_estimate_prices_the_corpus_without_a_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from labelmill.engine.money._estimate import estimate_corpus
+    from labelmill.engine.money import estimate_corpus
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("--estimate opened a socket")
@@ -243,7 +242,7 @@ async def test_uncertainty_explains_the_least_confident_and_replays(
     async with MockTeacher() as mock:
         result = await annotate(config(tmp_path, source, mock.base_url, budget=budget, select="uncertainty"))
         assert server_spend(mock) <= budget
-    assert result.exit_code == 0 and result.summary["records"] == n
+    assert result.status is RunStatus.COMPLETE and result.summary["records"] == n
     records = list(iter_records(tmp_path / "out"))
     assert all(r.confidence is not None for r in records)
     explained = [r.confidence or 0.0 for r in records if r.rationale]
@@ -255,6 +254,6 @@ async def test_uncertainty_explains_the_least_confident_and_replays(
     monkeypatch.setattr(socket.socket, "connect", lambda *a, **k: (_ for _ in ()).throw(AssertionError("socket")))
     replayed = await annotate(config(tmp_path, source, "http://127.0.0.1:9/v1", out_dir=tmp_path / "re",
                                      select="uncertainty", replay=True))  # fmt: skip
-    assert replayed.exit_code == 0
+    assert replayed.status is RunStatus.COMPLETE
     original = (tmp_path / "out/shards/part-00000.jsonl").read_bytes()
     assert (tmp_path / "re/shards/part-00000.jsonl").read_bytes() == original

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from labelmill.cache import ResponseStore, iter_records, read_manifest
-from labelmill.testing._corpus import make_cqa
+from labelmill.testing import make_cqa
 from tests.mockproc import mock_stats, mock_teacher_process
 
 
@@ -129,3 +129,13 @@ def test_cache_stats_and_verify(tmp_path: Path) -> None:
     assert json.loads(stats.stdout)["entries"] == 10
     verify = labelmill("cache", "verify", "--cache", str(tmp_path / "c"))
     assert verify.returncode == 0 and "10 entries, 0 bad" in verify.stdout
+
+
+def test_a_missing_input_is_a_clear_error_that_leaves_nothing_behind(tmp_path: Path) -> None:
+    for command in ("annotate", "replay"):
+        out = tmp_path / command
+        result = labelmill(command, str(tmp_path / "missing.jsonl"), "--task", "cqa", "--out", str(out),
+                           "--cache", str(tmp_path / "cache"), timeout=60)  # fmt: skip
+        assert result.returncode == 1, result.stderr
+        assert "missing.jsonl does not exist" in result.stderr and "Traceback" not in result.stderr
+        assert not out.exists() or list(out.rglob("*")) == []

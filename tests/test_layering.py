@@ -1,4 +1,4 @@
-"""DESIGN.md's dependency rules: annotating must not need torch, and the layers stay apart."""
+"""The layer rules of ARCHITECTURE.md: annotating needs no torch, and the layers stay apart."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ print(','.join(heavy))
 """
 
 
-@pytest.mark.parametrize("module", ["labelmill", "labelmill.cache", "labelmill.engine", "labelmill.cli"])
+@pytest.mark.parametrize(
+    "module", ["labelmill", "labelmill.cache", "labelmill.engine", "labelmill.cli", "labelmill.apps"]
+)
 def test_importing_never_loads_torch_or_transformers(module: str) -> None:
     result = run_python(CHECK_IMPORTS.format(module=module))
     assert result.returncode == 0, result.stderr
@@ -63,3 +65,44 @@ def test_engine_never_imports_trainer_torch_or_transformers() -> None:
 
 def test_trainer_never_imports_engine() -> None:
     assert forbidden("trainer", ("labelmill.engine",)) == []
+
+
+# The engine's rooms, bottom first: a room imports only the rooms before it.
+ENGINE_ROOMS = ["tasks", "money", "teacher", "selection", "run"]
+
+
+@pytest.mark.parametrize("position", range(len(ENGINE_ROOMS)))
+def test_each_engine_room_imports_only_the_rooms_below_it(position: int) -> None:
+    room = ENGINE_ROOMS[position]
+    above = [f"labelmill.engine.{name}" for name in ENGINE_ROOMS[position + 1 :]]
+    if room != "run":  # the run's settings sit at the engine's root, above every room but the run
+        above.append("labelmill.engine._config")
+    found = imported_modules(REPO / "labelmill" / "engine" / room)
+    bad = [(s, m) for s, m in found if m == "labelmill.engine" or any(m == a or m.startswith(a + ".") for a in above)]
+    assert bad == []  # (importing the engine's own surface would be a cycle too)
+
+
+def test_the_engine_imports_nothing_built_on_it() -> None:
+    assert forbidden("engine", ("labelmill.cli", "labelmill.apps", "labelmill.testing", "labelmill._api")) == []
+
+
+def test_nothing_outside_the_engine_imports_its_private_modules() -> None:
+    def private(module: str) -> bool:
+        parts = module.split(".")
+        return parts[:2] == ["labelmill", "engine"] and any(part.startswith("_") for part in parts[2:])
+
+    found = set()
+    for folder in (REPO / "labelmill", REPO / "tests", REPO / "benchmarks"):
+        for source, module in imported_modules(folder):
+            if private(module) and "/labelmill/engine/" not in source:
+                found.add((source, module))
+    assert sorted(found) == []
+
+
+def test_the_library_touches_no_process_state() -> None:
+    # Signal handlers, the GIL switch interval, gc.freeze and exit codes belong to the CLI.
+    calls = ("add_signal_handler", "setswitchinterval", "gc.freeze", "signal.signal", "sys.exit")
+    for folder in ("engine", "cache", "apps", "trainer"):
+        for source in (REPO / "labelmill" / folder).rglob("*.py"):
+            text = source.read_text(encoding="utf-8")
+            assert not [call for call in calls if call in text], source

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from labelmill.cache import iter_records
-from labelmill.testing._corpus import make_cqa
+from labelmill.testing import make_cqa
 from tests.mockproc import mock_teacher_process
 
 ROWS, HELD_OUT = 1600, 300

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labelmill.apps._opro import OproConfig, Optimizer, write_outputs
+from labelmill.apps import OproConfig, Optimizer, write_outputs
 from labelmill.cache import iter_records
-from labelmill.engine import AnnotateConfig, RunResult, annotate, load_task
+from labelmill.engine import AnnotateConfig, RunResult, RunStatus, annotate, load_task
 from labelmill.engine.money import Prices
-from labelmill.engine.tasks._tasks import VARIANT_RATIONALE, placeholders
-from labelmill.testing._corpus import make_cqa
-from labelmill.testing._mock import MockTeacher
+from labelmill.engine.tasks import VARIANT_RATIONALE, placeholders
+from labelmill.testing import MockTeacher, make_cqa
 
 PRICES = Prices(0.15, 0.60)
 
@@ -95,14 +94,14 @@ async def test_the_written_task_round_trips_through_annotate(tmp_path: Path) -> 
                 progress=False,
             )
         )
-    assert result.exit_code == 0
+    assert result.status is RunStatus.COMPLETE
     records = list(iter_records(tmp_path / "annotated"))
     assert len(records) == 25 and all(r.rationale for r in records)
     assert task.prompts[VARIANT_RATIONALE].template != load_task("cqa").prompts[VARIANT_RATIONALE].template
 
 
 async def test_few_shot_prompts_as_an_annotate_variant(tmp_path: Path) -> None:
-    from labelmill.testing._corpus import cqa_rows, write_jsonl
+    from labelmill.testing import cqa_rows, write_jsonl
 
     rows = [{**row, "abstractive_explanation": f"it is a {row['answer']}"} for row in cqa_rows(20)]
     source = write_jsonl(iter(rows), tmp_path / "in.jsonl")
@@ -115,6 +114,6 @@ async def test_few_shot_prompts_as_an_annotate_variant(tmp_path: Path) -> None:
 
         zero = await run("zero", 0)
         few = await run("few", 3)
-    assert zero.exit_code == few.exit_code == 0 and few.summary["requests"] == 20  # new prompts, new keys
+    assert zero.status is few.status is RunStatus.COMPLETE and few.summary["requests"] == 20  # new prompts, new keys
     assert few.summary["tokens"]["prompt"] > 2 * zero.summary["tokens"]["prompt"]
     assert all(r.teacher.prompt.endswith("+3shot") for r in iter_records(tmp_path / "few") if r.rationale)

@@ -14,10 +14,9 @@ import pytest
 
 from labelmill._exceptions import TeacherStatusError
 from labelmill.cache import ResponseStore, iter_records, read_manifest
-from labelmill.engine import AnnotateConfig, RetryPolicy, RunResult, annotate, load_task
+from labelmill.engine import AnnotateConfig, RetryPolicy, RunResult, RunStatus, annotate, load_task
 from labelmill.engine.money import Prices
-from labelmill.testing._corpus import cqa_rows, make_cqa, write_jsonl
-from labelmill.testing._mock import MockConfig, MockTeacher
+from labelmill.testing import MockConfig, MockTeacher, cqa_rows, make_cqa, write_jsonl
 
 FAST_RETRY = RetryPolicy(attempts=8, backoff_base_s=0.01, backoff_cap_s=0.05, retry_after_cap_s=0.2)
 
@@ -52,7 +51,7 @@ def failures(out: Path) -> list[dict[str, Any]]:
 async def test_happy_path_writes_every_example_in_input_order(tmp_path: Path, mock: MockTeacher) -> None:
     source = make_cqa(120, tmp_path / "in.jsonl")
     result = await annotate(config(tmp_path, source, mock.base_url, shard_size=50, rationale_rate=0.5))
-    assert result.exit_code == 0
+    assert result.status is RunStatus.COMPLETE
     records = list(iter_records(tmp_path / "out"))
     assert [r.index for r in records] == list(range(120))
     assert all(r.label in (r.choices or []) for r in records)
@@ -107,7 +106,7 @@ async def test_replay_is_byte_identical_and_opens_no_socket(
         config(tmp_path, source, "http://127.0.0.1:9/v1", out_dir=tmp_path / "re", rationale_rate=0.4, shard_size=30,
                replay=True)
     )  # fmt: skip
-    assert replayed.exit_code == 0 and replayed.summary["requests"] == 0
+    assert replayed.status is RunStatus.COMPLETE and replayed.summary["requests"] == 0
     for name in ("part-00000.jsonl", "part-00001.jsonl", "part-00002.jsonl"):
         assert (tmp_path / "re/shards" / name).read_bytes() == (tmp_path / "out/shards" / name).read_bytes()
 
@@ -116,7 +115,7 @@ async def test_replay_marks_missing_examples_not_cached(tmp_path: Path, mock: Mo
     source = make_cqa(30, tmp_path / "in.jsonl")
     await annotate(config(tmp_path, source, mock.base_url, limit=20))
     result = await annotate(config(tmp_path, source, "http://127.0.0.1:9/v1", out_dir=tmp_path / "re", replay=True))
-    assert result.exit_code == 3
+    assert result.status is RunStatus.PARTIAL
     assert result.summary["records"] == 20
     rows = failures(tmp_path / "re")
     assert [r["index"] for r in rows] == list(range(20, 30)) and {r["reason"] for r in rows} == {"not_cached"}
@@ -127,7 +126,7 @@ async def test_429_storm_with_retry_after(tmp_path: Path) -> None:
     async with MockTeacher(MockConfig(rpm=1200, retry_after_s=0.05)) as mock:  # 20 per 1 s burst window
         result = await annotate(config(tmp_path, source, mock.base_url, concurrency=16,
                                        retry=RetryPolicy(attempts=100, retry_after_cap_s=0.05)))  # fmt: skip
-    assert result.exit_code == 0 and result.summary["records"] == 40
+    assert result.status is RunStatus.COMPLETE and result.summary["records"] == 40
     assert result.summary["rate_limited_429"] == mock.stats.rate_limited > 0
     assert result.summary["retries"] >= mock.stats.rate_limited
 
@@ -136,7 +135,7 @@ async def test_server_errors_and_dropped_connections_are_retried(tmp_path: Path)
     source = make_cqa(80, tmp_path / "in.jsonl")
     async with MockTeacher(MockConfig(error_rate=0.2, drop_rate=0.15, seed=3)) as mock:
         result = await annotate(config(tmp_path, source, mock.base_url))
-    assert result.exit_code == 0 and result.summary["records"] == 80
+    assert result.status is RunStatus.COMPLETE and result.summary["records"] == 80
     assert mock.stats.server_errors > 0 and mock.stats.dropped > 0
     assert result.summary["server_errors"] == mock.stats.server_errors
     assert result.summary["retries"] == mock.stats.server_errors + mock.stats.dropped
@@ -147,7 +146,7 @@ async def test_timeouts_give_up_as_failure_rows(tmp_path: Path) -> None:
     async with MockTeacher(MockConfig(latency_ms=400)) as mock:
         result = await annotate(config(tmp_path, source, mock.base_url, timeout_s=0.05,
                                        retry=RetryPolicy(attempts=2, backoff_base_s=0.01)))  # fmt: skip
-    assert result.exit_code == 3
+    assert result.status is RunStatus.PARTIAL
     rows = failures(tmp_path / "out")
     assert len(rows) == 4 and {r["reason"] for r in rows} == {"gave_up"}
     assert "did not answer in time" in rows[0]["detail"]
@@ -159,7 +158,7 @@ async def test_too_long_example_is_a_refused_row_and_not_retried(tmp_path: Path)
     source = write_jsonl(iter(rows), tmp_path / "in.jsonl")
     async with MockTeacher(MockConfig(context_tokens=2000)) as mock:
         result = await annotate(config(tmp_path, source, mock.base_url))
-    assert result.exit_code == 3 and result.summary["records"] == 4
+    assert result.status is RunStatus.PARTIAL and result.summary["records"] == 4
     (row,) = failures(tmp_path / "out")
     assert row["index"] == 2 and row["reason"] == "refused" and "maximum context length" in row["detail"]
     assert mock.stats.rejected == 1  # sent once, never retried
@@ -171,7 +170,8 @@ async def test_bad_api_key_stops_the_run_with_the_server_message(tmp_path: Path)
         with pytest.raises(TeacherStatusError, match="401: Incorrect API key"):
             await annotate(config(tmp_path, source, mock.base_url))
         assert mock.stats.requests <= 8  # no retries: at most the first wave
-    assert read_manifest(tmp_path / "out")["complete"] is False
+    # A run that fails keeps what an earlier run wrote (none here) and leaves nothing of its own.
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == []
 
 
 async def test_circuit_breaker_ends_a_run_of_only_errors(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ async def test_circuit_breaker_ends_a_run_of_only_errors(tmp_path: Path) -> None
             config(tmp_path, source, mock.base_url, breaker_s=0.2, retry=RetryPolicy(attempts=1000, backoff_base_s=0.01,
                    backoff_cap_s=0.02))
         )  # fmt: skip
-    assert result.exit_code == 3
+    assert result.status is RunStatus.PARTIAL
     assert any("only errors" in note for note in result.notes)
     rows = failures(tmp_path / "out")
     assert len(rows) == 40 and {r["reason"] for r in rows} == {"not_attempted"}
@@ -194,7 +194,7 @@ async def test_bad_lines_and_duplicate_ids_become_failure_rows(tmp_path: Path, m
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     result = await annotate(config(tmp_path, source, mock.base_url))
-    assert result.exit_code == 3
+    assert result.status is RunStatus.PARTIAL
     assert [r.id for r in iter_records(tmp_path / "out")] == ["gen-000000", "gen-000001", "gen-000002", "gen-000003"]
     rows = failures(tmp_path / "out")
     assert [(r["line"], r["reason"]) for r in rows] == [(2, "bad_input"), (4, "bad_input"), (6, "duplicate_id")]
@@ -215,7 +215,7 @@ async def test_replay_in_worker_processes_matches_the_run_byte_for_byte(tmp_path
             config(tmp_path, source, "http://127.0.0.1:9/v1", out_dir=out, rationale_rate=0.4, shard_size=1000,
                    replay=True, replay_workers=workers)
         )  # fmt: skip
-        assert replayed.exit_code == 3 and replayed.summary["cache_hits"] == 1998
+        assert replayed.status is RunStatus.PARTIAL and replayed.summary["cache_hits"] == 1998
         assert replayed.summary["failure_reasons"] == {"bad_input": 1, "duplicate_id": 1, "not_cached": 302}
         outputs[workers] = [(out / name).read_bytes() for name in ("failures.jsonl", *shard_names(out))]
     annotated = [(tmp_path / "out" / name).read_bytes() for name in shard_names(tmp_path / "out")]
@@ -238,7 +238,7 @@ async def test_empty_input_is_a_clean_exit(tmp_path: Path, mock: MockTeacher) ->
     source = tmp_path / "in.jsonl"
     source.write_text("")
     result = await annotate(config(tmp_path, source, mock.base_url))
-    assert result.exit_code == 0 and result.summary["examples"] == 0
+    assert result.status is RunStatus.COMPLETE and result.summary["examples"] == 0
     assert any("no rows" in note for note in result.notes)
 
 
@@ -258,7 +258,7 @@ async def test_csv_and_parquet_inputs(tmp_path: Path, mock: MockTeacher) -> None
     for name in ("in.csv", "in.parquet"):
         out = tmp_path / name.replace(".", "_")
         result = await annotate(config(tmp_path, tmp_path / name, mock.base_url, out_dir=out))
-        assert result.exit_code == 0
+        assert result.status is RunStatus.COMPLETE
         assert [r.gold for r in iter_records(out)] == [r["answer"] for r in rows]
 
 
@@ -272,19 +272,20 @@ async def test_api_key_never_lands_on_disk(tmp_path: Path) -> None:
 
 
 def test_progress_line_shows_counts_dollars_and_budget() -> None:
-    from labelmill.engine.run._stats import RunStats
+    from labelmill.engine.run import RunStats
+    from labelmill.engine.teacher import TeacherCounters
 
-    stats = RunStats(total=10, done=4, cache_hits=1, retries=2, rate_limited=1, dollars=0.0123)
+    stats = RunStats(total=10, done=4, cache_hits=1, teacher=TeacherCounters(retries=2, rate_limited=1), dollars=0.0123)
     line = stats.line(show_dollars=True, budget=0.5)
     for part in ("4/10 done", "1 cached", "2 retries", "1 429s", "$0.0123 of $0.50", "ETA"):
         assert part in line
 
 
-async def test_run_settings_shorten_the_switch_interval_and_restore_it() -> None:
-    from labelmill.engine.run._runtime import SWITCH_INTERVAL_S, run_settings
+async def test_the_cli_process_settings_shorten_the_switch_interval_and_restore_it() -> None:
+    from labelmill.cli._runtime import SWITCH_INTERVAL_S, process_settings
 
     before = sys.getswitchinterval()
-    with pytest.raises(RuntimeError), run_settings(lambda: None):
+    with pytest.raises(RuntimeError), process_settings(lambda: None):
         assert sys.getswitchinterval() <= SWITCH_INTERVAL_S
         raise RuntimeError("the run failed")
     assert sys.getswitchinterval() == before

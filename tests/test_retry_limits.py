@@ -8,13 +8,19 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tenacity import RetryCallState
 
 from labelmill._exceptions import CircuitOpenError, TeacherStatusError
-from labelmill.engine import AdaptiveConcurrency, CircuitBreaker, RateLimits, RetryableError, RetryPolicy
-from labelmill.engine.teacher._client import parse_retry_after
-from labelmill.engine.teacher._limits import RateLimiter, _parse_duration
-from labelmill.engine.teacher._retry import call_with_retries, wait_retry_after_or_backoff
+from labelmill.engine.teacher import (
+    AdaptiveConcurrency,
+    CircuitBreaker,
+    RateLimiter,
+    RateLimits,
+    RetryableError,
+    RetryPolicy,
+    call_with_retries,
+    parse_duration,
+    parse_retry_after,
+)
 
 
 class Flaky:
@@ -77,23 +83,64 @@ async def test_attempts_run_out_and_the_last_error_is_raised() -> None:
 
 
 def test_backoff_grows_exponentially_within_the_cap() -> None:
-    wait = wait_retry_after_or_backoff(RetryPolicy(backoff_base_s=1, backoff_cap_s=8), random.Random(0))
+    policy, rng = RetryPolicy(backoff_base_s=1, backoff_cap_s=8), random.Random(0)
+    error = RetryableError("status", "503", 503)
     ceilings = []
-    for attempt in range(1, 7):
-        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        samples = [wait(state) for _ in range(200)]
+    for failures in range(1, 7):
+        samples = [policy.wait_s(error, failures, rng) for _ in range(200)]
         assert min(samples) >= 0
         ceilings.append(max(samples))
     assert ceilings[0] <= 1 and 2 < ceilings[2] <= 4 and all(c <= 8 for c in ceilings)
 
 
-def test_retry_after_headers() -> None:
+async def test_a_429_is_a_wait_that_does_not_use_up_attempts() -> None:
+    # LiteLLM's proxy: a 60 s window, announced as llm_provider-retry-after. Ten 429s in a row
+    # are ten waits of 60 s, within the patience; attempts=2 still allows one 5xx retry after.
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    after = parse_retry_after({"llm_provider-retry-after": "60"})
+    errors: list[Exception] = [RetryableError("status", "429", 429, retry_after=after) for _ in range(10)]
+    func = Flaky([*errors, RetryableError("status", "503", 503)])
+    assert await call_with_retries(func, RetryPolicy(attempts=2, rate_limit_patience_s=600), None, fake_sleep) == "ok"
+    assert func.calls == 12 and slept[:10] == [60.0] * 10
+
+
+async def test_429s_give_up_when_the_patience_is_spent() -> None:
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    func = Flaky([RetryableError("status", f"429 #{i}", 429, retry_after=30) for i in range(100)])
+    with pytest.raises(RetryableError, match="429 #4"):
+        await call_with_retries(func, RetryPolicy(attempts=6, rate_limit_patience_s=120), None, fake_sleep)
+    assert sum(slept) == 120 and func.calls == 5
+
+
+def test_retry_after_under_every_name_servers_use() -> None:
     assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
     assert parse_retry_after({"retry-after": "3"}) == 3.0
-    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
+    assert parse_retry_after({"llm_provider-retry-after": "60"}) == 60.0
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:05 GMT"}, now=1445412480.0) == 5.0
+    reset = {
+        "x-ratelimit-remaining-tokens": "0",
+        "x-ratelimit-reset-tokens": "1.5s",
+        "x-ratelimit-reset-requests": "9s",
+    }
+    assert parse_retry_after(reset) == 1.5  # the limit that has nothing left, not the other one
+    assert parse_retry_after({"x-ratelimit-reset-tokens": "1.5s"}) is None  # something remains: no wait
     assert parse_retry_after({}) is None
-    assert _parse_duration("6m0s") == 360 and _parse_duration("250ms") == 0.25
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("6m0s", 360), ("1.5s", 1.5), ("120ms", 0.12), ("1h2m3.5s", 3723.5), ("2", 2), ("abc", None), ("", None)],
+)
+def test_reset_durations_in_the_formats_servers_use(text: str, seconds: float | None) -> None:
+    assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
 
 
 class FakeClock:
@@ -141,12 +188,22 @@ def test_no_window_ever_sees_more_than_burst_plus_rate(rate: float, burst: int, 
 
 
 async def test_rate_limits_run_just_under_the_account_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Time is the fake clock: a sleep advances it instead of waiting. 600 requests at 6,000 RPM
+    # must take 6 s of the limit's time at 98% (never more than the server's 100 a second).
     clock = FakeClock()
     monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
-    limits = RateLimits(rpm=6000, tpm=600_000)
-    assert limits._requests is not None and limits._tokens is not None
-    assert limits._requests.per_second == pytest.approx(98.0)
-    assert limits._tokens.per_second == pytest.approx(9800.0)
+    departures: list[float] = []
+
+    async def advance(seconds: float) -> None:
+        clock.now += seconds
+
+    monkeypatch.setattr("labelmill.engine.teacher._limits.asyncio.sleep", advance)
+    limits, start = RateLimits(rpm=6000), clock.now
+    for _ in range(600):
+        await limits.acquire(tokens=10)
+        departures.append(clock.now - start)
+    assert departures[-1] == pytest.approx(599 / 98.0)
+    assert max(sum(1 for d in departures if s <= d < s + 1.0) for s in departures) <= 99
 
 
 async def test_limits_tighten_from_headers_and_pause(monkeypatch: pytest.MonkeyPatch) -> None:

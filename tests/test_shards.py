@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,26 +72,46 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def test_writer_killed_mid_shard_leaves_no_partial_final_file(tmp_path: Path) -> None:
+def earlier_set(out: Path, n: int = 7) -> tuple[dict[str, Any], list[bytes]]:
+    with ShardWriter(out, shard_size=5) as writer:
+        for i in range(n):
+            writer.write(record(100 + i))
+    return read_manifest(out), [p.read_bytes() for p in sorted((out / "shards").iterdir())]
+
+
+def test_a_writer_killed_mid_run_leaves_the_earlier_set_whole(tmp_path: Path) -> None:
+    manifest, shards = earlier_set(tmp_path)
     result = run_python(KILLED_WRITER, str(tmp_path))
     assert result.returncode == -signal.SIGKILL
-    finals = sorted((tmp_path / "shards").glob("part-*.jsonl"))
-    assert [p.name for p in finals] == ["part-00000.jsonl", "part-00001.jsonl"]
-    manifest = read_manifest(tmp_path)  # parses
-    assert manifest["complete"] is False and manifest["records"] == 20
-    assert [r.index for r in iter_records(tmp_path)] == list(range(20))
-    # A new writer on the same directory clears the leftover temporary file.
+    assert read_manifest(tmp_path) == manifest
+    assert [p.read_bytes() for p in sorted((tmp_path / "shards").iterdir())] == shards
+    assert [r.index for r in iter_records(tmp_path)] == list(range(100, 107))
+    # A new writer clears what the killed one left, and its set replaces the earlier one whole.
     with ShardWriter(tmp_path, shard_size=10) as writer:
         writer.write(record(0))
-    assert not list((tmp_path / "shards").glob(".*.tmp"))
-    assert [p.name for p in (tmp_path / "shards").glob("part-*.jsonl")] == ["part-00000.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "shards"]
+    assert [p.name for p in (tmp_path / "shards").iterdir()] == ["part-00000.jsonl"]
+    assert [r.index for r in iter_records(tmp_path)] == [0]
 
 
-def test_writer_that_raises_removes_its_open_shard(tmp_path: Path) -> None:
+def test_a_writer_that_raises_keeps_the_earlier_set_and_leaves_nothing(tmp_path: Path) -> None:
+    manifest, shards = earlier_set(tmp_path)
     with pytest.raises(RuntimeError), ShardWriter(tmp_path, shard_size=10) as writer:
-        writer.write(record(0))
+        for i in range(25):
+            writer.write(record(i))
         raise RuntimeError("boom")
-    assert list((tmp_path / "shards").iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "shards"]
+    assert read_manifest(tmp_path) == manifest
+    assert [p.read_bytes() for p in sorted((tmp_path / "shards").iterdir())] == shards
+
+
+def test_a_writer_killed_between_the_two_renames_restores_the_earlier_set(tmp_path: Path) -> None:
+    manifest, shards = earlier_set(tmp_path)
+    (tmp_path / "shards").rename(tmp_path / ".shards.old")  # the first rename of a swap, then death
+    (tmp_path / ".shards.new").mkdir()
+    ShardWriter(tmp_path).abort()
+    assert read_manifest(tmp_path) == manifest
+    assert [p.read_bytes() for p in sorted((tmp_path / "shards").iterdir())] == shards
 
 
 def test_reader_errors_name_file_and_line(tmp_path: Path) -> None:

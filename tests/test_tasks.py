@@ -76,17 +76,18 @@ def test_bad_task_specs_say_what_to_do(tmp_path: Path) -> None:
 @pytest.mark.parametrize("shots", [0, 2])
 def test_request_keys_are_the_keys_of_the_bodies_sent(tmp_path: Path, select: str, shots: int) -> None:
     from labelmill.cache import request_key
-    from labelmill.engine._config import AnnotateConfig
-    from labelmill.engine.run._requests import Requests
-    from labelmill.engine.tasks._input import iter_rows
-    from labelmill.testing._corpus import cqa_rows, write_jsonl
+    from labelmill.engine import AnnotateConfig
+    from labelmill.engine.run import Requests
+    from labelmill.engine.selection import FixedRate
+    from labelmill.engine.tasks import iter_rows
+    from labelmill.testing import cqa_rows, write_jsonl
 
     rows = [{**row, "abstractive_explanation": "because"} for row in cqa_rows(6)]
     rows[3]["question"] = 'Une "question" en français? \u00e9\U0001f600\n\t\\'
     source = write_jsonl(iter(rows), tmp_path / "in.jsonl")
     config = AnnotateConfig(source=str(source), task=load_task("cqa"), out_dir=tmp_path / "o",
                             cache_dir=tmp_path / "c", shots=shots, select=select, replay=True)  # fmt: skip
-    requests = Requests(config)
+    requests = Requests(config, FixedRate(1.0, seed=0))
     made = [
         requests.make(row, config.task.render(row.data or {}, row.index), variant)
         for row in iter_rows(str(source))

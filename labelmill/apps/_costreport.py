@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labelmill.engine.money._estimate import FEW_SHOT, Estimate
-from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE
+from labelmill.engine.money import FEW_SHOT, Estimate
+from labelmill.engine.tasks import VARIANT_LABEL, VARIANT_RATIONALE
 
 SWEEP = (0.0, 0.15, 0.33, 0.5, 0.66, 0.85, 1.0)
 

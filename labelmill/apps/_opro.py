@@ -21,12 +21,10 @@ from typing import Any
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import ResponseStore, iter_records
-from labelmill.engine._config import DEFAULT_MODEL, AnnotateConfig
+from labelmill.engine import DEFAULT_MODEL, AnnotateConfig, annotate
 from labelmill.engine.money import BudgetExhausted, Prices, Spending
-from labelmill.engine.run._run import annotate
-from labelmill.engine.tasks._input import iter_rows
-from labelmill.engine.tasks._tasks import VARIANT_RATIONALE, Prompt, Task, placeholders
-from labelmill.engine.teacher._oneshot import OneShot
+from labelmill.engine.tasks import VARIANT_RATIONALE, Prompt, Task, iter_rows, placeholders
+from labelmill.engine.teacher import OneShot
 
 META_TAG = "opro/meta@1"
 _INSTRUCTION = re.compile(r"<INS>(.*?)</INS>", re.DOTALL)

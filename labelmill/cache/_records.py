@@ -47,8 +47,12 @@ class ShardRecord:
 
     def to_json(self) -> str:
         """One line, keys in schema order, UTF-8 text kept as is."""
+        return dumps(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as the shard line holds it, keys in schema order."""
         # A hand-built dict: dataclasses.asdict deep-copies and is the slowest part of writing.
-        data = {
+        return {
             "id": self.id,
             "index": self.index,
             "text": self.text,
@@ -64,7 +68,6 @@ class ShardRecord:
             "cost_usd": self.cost_usd,
             "confidence": self.confidence,
         }
-        return dumps(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ShardRecord:

@@ -1,9 +1,11 @@
 """Shard files and the manifest.
 
-Writing: records go to `OUT/shards/.part-00000.jsonl.tmp`; when a shard holds `shard_size`
-records it is flushed, fsynced and renamed to `part-00000.jsonl`, so a final name never holds a
-partial file. `OUT/manifest.json` is rewritten atomically (temp file, fsync, rename) after each
-shard: it always parses and lists only complete shards with their counts and sha256.
+Writing: a new set is written beside the old one, in `OUT/.shards.new/`: records go to
+`.part-00000.jsonl.tmp`, and when a shard holds `shard_size` records it is flushed, fsynced and
+renamed to `part-00000.jsonl`. Only `close()` swaps the new set in as `OUT/shards/` and then
+writes `OUT/manifest.json` atomically (temp file, fsync, rename), listing every shard with its
+count and sha256. A writer that raises, or a process killed mid-run, leaves the earlier set and
+its manifest as they were; the next writer clears what it left.
 
 Reading: `iter_records(path)` accepts an output directory, a shard file or a glob and reports a bad
 line as `file:line: what is wrong`.
@@ -15,6 +17,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,8 @@ from labelmill._version import __version__
 from labelmill.cache._records import SCHEMA_VERSION, ShardRecord, loads_object
 
 SHARDS_DIR = "shards"
+STAGING_DIR = ".shards.new"  # the set being written
+RETIRED_DIR = ".shards.old"  # the set being replaced, for the moment of the swap
 MANIFEST = "manifest.json"
 DEFAULT_SHARD_SIZE = 10_000
 
@@ -72,8 +77,8 @@ class _OpenShard:
 class ShardWriter:
     """Appends records to rotating shards in the order given; keeps the manifest current.
 
-    A writer owns its output directory: on open it removes leftover temporary files and, on
-    `close()`, shards a previous run left beyond the ones this run wrote.
+    A writer owns its output directory: on open it clears what an earlier writer left half done;
+    `close()` replaces the earlier set whole.
     """
 
     def __init__(
@@ -85,10 +90,10 @@ class ShardWriter:
         if shard_size < 1:
             raise ValueError("shard_size must be at least 1")
         self.out_dir = Path(out_dir)
-        self.shard_dir = self.out_dir / SHARDS_DIR
-        self.shard_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.shard_dir.glob(".part-*.tmp"):
-            stale.unlink()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _recover(self.out_dir)
+        self.shard_dir = self.out_dir / STAGING_DIR
+        self.shard_dir.mkdir()
         self.shard_size = shard_size
         self.manifest_extra: dict[str, Any] = dict(manifest_extra or {})
         self.shards: list[ShardInfo] = []
@@ -127,7 +132,7 @@ class ShardWriter:
         self._open = _OpenShard(number=number, tmp_path=tmp_path, handle=open(tmp_path, "wb"))  # noqa: SIM115 (closed in _finish_shard)
         return self._open
 
-    def _finish_shard(self, manifest: bool = True) -> None:
+    def _finish_shard(self) -> None:
         shard = self._open
         if shard is None:
             return
@@ -139,8 +144,6 @@ class ShardWriter:
         _fsync_dir(self.shard_dir)
         self.shards.append(ShardInfo(f"{SHARDS_DIR}/{final.name}", shard.records, shard.digest.hexdigest()))
         self._open = None
-        if manifest:
-            self.write_manifest()
 
     def manifest(self) -> dict[str, Any]:
         return {
@@ -156,28 +159,33 @@ class ShardWriter:
         write_json_atomic(self.out_dir / MANIFEST, self.manifest())
 
     def close(self, complete: bool = True) -> None:
-        """Finish the open shard, drop stale shards of an earlier run, write the final manifest.
+        """Finish the open shard, swap the new set in for the earlier one, write the manifest.
 
         `complete=False` (an interrupted run) keeps the records written so far and says so in the
         manifest.
         """
         if self._closed:
             return
-        self._finish_shard(manifest=False)  # the final manifest below lists it
+        self._finish_shard()
         self._closed = True
         self._complete = complete
-        kept = {Path(s.path).name for s in self.shards}
-        for old in self.shard_dir.glob("part-*.jsonl"):
-            if old.name not in kept:
-                old.unlink()
+        current, retired = self.out_dir / SHARDS_DIR, self.out_dir / RETIRED_DIR
+        if current.exists():
+            os.replace(current, retired)
+        os.replace(self.shard_dir, current)
+        _fsync_dir(self.out_dir)
+        self.shard_dir = current
         self.write_manifest()
+        shutil.rmtree(retired, ignore_errors=True)
 
     def abort(self) -> None:
-        """Stop without completing the open shard: its temporary file is removed."""
+        """Stop and throw the new set away: the earlier set and its manifest stay as they were."""
         if self._open is not None:
             self._open.handle.close()
-            self._open.tmp_path.unlink(missing_ok=True)
             self._open = None
+        if not self._closed:
+            self._closed = True
+            shutil.rmtree(self.shard_dir, ignore_errors=True)
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -187,6 +195,17 @@ class ShardWriter:
             self.close()
         else:
             self.abort()
+
+
+def _recover(out_dir: Path) -> None:
+    """Clear what a writer killed mid-run left: its new set, or a swap it did not finish."""
+    shutil.rmtree(out_dir / STAGING_DIR, ignore_errors=True)
+    retired = out_dir / RETIRED_DIR
+    if retired.exists():
+        if (out_dir / SHARDS_DIR).exists():
+            shutil.rmtree(retired)
+        else:  # killed between the two renames: the earlier set is whole, its manifest names it
+            os.replace(retired, out_dir / SHARDS_DIR)
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, Any]:

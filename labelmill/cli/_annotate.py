@@ -9,50 +9,41 @@ from typing import Any
 
 import click
 
-from labelmill._exceptions import UsageError
-from labelmill.cache import ResponseStore, read_manifest
+from labelmill._api import annotate_config, replay_config
+from labelmill.cache import ResponseStore
 from labelmill.cli._base import cache_option, handle_errors, main, print_json, run_async, setup_logging
+from labelmill.cli._runtime import EXIT_CODES, annotate_in_process
 from labelmill.engine import (
     DEFAULT_BASE_URL,
+    DEFAULT_CONCURRENCY,
     DEFAULT_MODEL,
-    AnnotateConfig,
-    RetryPolicy,
+    Prices,
     RunResult,
     Task,
+    estimate_corpus,
     load_task,
+    resolve_prices,
 )
-from labelmill.engine import annotate as annotate_corpus
-from labelmill.engine._config import DEFAULT_CONCURRENCY
-from labelmill.engine.money import Prices, resolve_prices
 
 
 def _finish(result: RunResult, as_json: bool) -> None:
     for note in result.notes:
         click.echo(f"labelmill: {note}", err=True)
+    code = EXIT_CODES[result.status]
     if as_json:
-        print_json(result.summary)
+        print_json({**result.summary, "exit_code": code})
     else:
         s = result.summary
+        paid = "cost unknown" if s["dollars"] is None else f"${s['dollars']:.4f} paid"
+        failures = ", ".join(f"{n} {reason}" for reason, n in s["failure_reasons"].items())
         click.echo(
-            f"{s['examples']} examples: {s['records']} records, {s['failures']} failures, "
-            f"{s['cache_hits']} from the store, {s['requests']} requests ({s['retries']} retries, "
-            f"{s['rate_limited_429']} 429s), rationale rate {s['rationale_rate']:.2f}, "
-            f"${s['dollars']:.4f} paid, {s['seconds']:.1f}s",
+            f"{s['examples']} examples: {s['records']} records, {s['failures']} failures"
+            + (f" ({failures})" if failures else "")
+            + f", {s['cache_hits']} from the store, {s['requests']} requests ({s['retries']} retries, "
+            f"{s['rate_limited_429']} 429s), rationale rate {s['rationale_rate']:.2f}, {paid}, {s['seconds']:.1f}s",
             err=True,
         )
-    sys.exit(result.exit_code)
-
-
-def _rate(value: str) -> float:
-    if value == "auto":
-        return 1.0  # without a budget, "auto" explains every example
-    try:
-        rate = float(value)
-    except ValueError:
-        raise UsageError(f"--rationale-rate must be 'auto' or a number in [0, 1], not {value!r}") from None
-    if not 0 <= rate <= 1:
-        raise UsageError(f"--rationale-rate must be between 0 and 1, not {rate}")
-    return rate
+    sys.exit(code)
 
 
 @main.command()
@@ -87,7 +78,7 @@ def _rate(value: str) -> float:
     show_default=True,
     help="Few-shot label+rationale prompts: demonstrations from INPUT's gold answers and rationales.",
 )
-@click.option("--estimate", is_flag=True, help="Price the corpus without sending anything (issue 4).")
+@click.option("--estimate", is_flag=True, help="Price the corpus without sending anything.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @handle_errors
 def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_text: str, select: str,
@@ -100,14 +91,12 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
     if estimate:
         _print_estimate(source, load_task(task_spec), prices, cache_dir, options["limit"], budget, as_json)
         return
-    auto = rate_text == "auto" and budget is not None
-    config = AnnotateConfig(
-        source=source, task=load_task(task_spec), out_dir=Path(out_dir), cache_dir=Path(cache_dir),
-        rationale_rate=1.0 if auto else _rate(rate_text), auto_rate=auto and select == "random", budget=budget,
-        prices=prices, select=select,
-        timeout_s=timeout_s, retry=RetryPolicy(attempts=attempts), progress=not as_json, **options,
+    config = annotate_config(
+        source, task=task_spec, out=out_dir, cache=cache_dir, rationale_rate=rate_text, select=select,
+        budget=budget, prices=prices_file, price_in=price_in, price_out=price_out, timeout=timeout_s,
+        attempts=attempts, progress=not as_json, **options,
     )  # fmt: skip
-    _finish(run_async(annotate_corpus(config)), as_json)
+    _finish(run_async(annotate_in_process(config)), as_json)
 
 
 @main.command()
@@ -132,27 +121,16 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
            workers: int | None, as_json: bool) -> None:  # fmt: skip
     """Rebuild shards from the store alone, offline: opens no socket."""
     setup_logging(as_json)
-    settings = _manifest_settings(Path(from_dir or out_dir))
-    config = AnnotateConfig(
-        source=source, task=load_task(task_spec), out_dir=Path(out_dir), cache_dir=Path(cache_dir),
-        model=model or settings.get("model") or DEFAULT_MODEL,
-        rationale_rate=_rate(rate_text) if rate_text else float(settings.get("rationale_rate", 1.0)),
-        seed=seed if seed is not None else int(settings.get("seed", 0)),
-        max_tokens=max_tokens or settings.get("max_tokens"),
-        auto_rate=rate_text is None and settings.get("selection") == "auto",
-        select="uncertainty" if rate_text is None and settings.get("selection") == "uncertainty" else "random",
-        temperature=float(settings.get("temperature", 0.0)),
-        shard_size=shard_size, limit=limit, replay=True, progress=not as_json, shots=int(settings.get("shots", 0)),
-        replay_workers=workers,
+    config = replay_config(
+        source, task=task_spec, out=out_dir, cache=cache_dir, from_=from_dir, model=model, rationale_rate=rate_text,
+        seed=seed, max_tokens=max_tokens, limit=limit, shard_size=shard_size, workers=workers, progress=not as_json,
     )  # fmt: skip
-    _finish(run_async(annotate_corpus(config)), as_json)
+    _finish(run_async(annotate_in_process(config)), as_json)
 
 
 def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: str, limit: int | None,
                     budget: float | None, as_json: bool) -> None:  # fmt: skip
     """`annotate --estimate`: price the corpus; opens no socket."""
-    from labelmill.engine.money._estimate import estimate_corpus
-
     store = ResponseStore(cache_dir) if Path(cache_dir).is_dir() else None
     try:
         result = estimate_corpus(source, task, prices, store=store, limit=limit, budget=budget).to_dict()
@@ -171,14 +149,6 @@ def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: s
         plan = result["plan"]
         click.echo(f"  auto plan for ${plan['budget']}: rationale rate {plan['rationale_rate']:.2f}, "
                    f"about ${plan['expected_dollars']:.4f}")  # fmt: skip
-
-
-def _manifest_settings(out_dir: Path) -> dict[str, Any]:
-    try:
-        settings = read_manifest(out_dir).get("settings", {})
-    except (OSError, ValueError):
-        return {}
-    return settings if isinstance(settings, dict) else {}
 
 
 @main.command("mock-teacher")
@@ -200,7 +170,7 @@ def _manifest_settings(out_dir: Path) -> dict[str, Any]:
               help="JSONL of {\"contains\": ..., \"content\": ...} to replay real outputs.")  # fmt: skip
 def mock_teacher(host: str, port: int, answers: str | None, require_key: str | None, **options: Any) -> None:
     """Serve a local OpenAI-compatible mock teacher (for tests, benchmarks and the demo)."""
-    from labelmill.testing._mock import MockConfig, load_answers, serve
+    from labelmill.testing import MockConfig, load_answers, serve
 
     config = MockConfig(api_key=require_key, answers=load_answers(answers) if answers else [], **options)
     with contextlib.suppress(KeyboardInterrupt):

@@ -118,7 +118,7 @@ def bench_distill(shards: str, out_dir: str, rates: str, seeds: int, rationale_w
 
 def _items(source: str, task_spec: str | None) -> Iterator[Any]:
     """Rows as student inputs: rendered by --task, or taken from a `text` field (shard records)."""
-    from labelmill.engine.tasks._input import iter_rows
+    from labelmill.engine.tasks import iter_rows
     from labelmill.trainer import Item
 
     task = load_task(task_spec) if task_spec else None

@@ -84,7 +84,7 @@ def cache_verify(cache_dir: str, as_json: bool) -> None:
 def optimize_prompt(task_spec: str, out: str, cache_dir: str, budget: float | None, price_in: float | None,
                     price_out: float | None, as_json: bool, **options: Any) -> None:  # fmt: skip
     """Tune the zero-shot label+rationale prompt with OPRO, weighing accuracy against cost."""
-    from labelmill.apps._opro import OproConfig, Optimizer, write_outputs
+    from labelmill.apps import OproConfig, Optimizer, write_outputs
 
     setup_logging(as_json)
     prices = resolve_prices(options["model"], price_in, price_out)
@@ -117,7 +117,7 @@ def bench_engine(n: int, latency_ms: float, concurrency: int, rpm: int | None, a
     """Run `annotate` against a mock teacher in its own process; report req/s, CPU and memory."""
     import tempfile
 
-    from labelmill.testing._bench import Workload, run_workload
+    from labelmill.testing import Workload, run_workload
 
     workload = Workload("engine", n, latency_ms, concurrency, server_rpm=rpm, client_rpm=rpm)
     with tempfile.TemporaryDirectory(prefix="labelmill-bench-") as tmp:
@@ -145,8 +145,8 @@ def bench_engine(n: int, latency_ms: float, concurrency: int, rpm: int | None, a
 def bench_cost(source: str, task_spec: str, model: str, shots: int, out_dir: str, limit: int | None, cache_dir: str,
                price_in: float | None, price_out: float | None, as_json: bool) -> None:  # fmt: skip
     """Tokens and dollars per 1,000 examples: zero-shot label-only, label+rationale, few-shot; a rate sweep."""
-    from labelmill.apps._costreport import write_report
-    from labelmill.engine.money._estimate import estimate_corpus
+    from labelmill.apps import write_report
+    from labelmill.engine.money import estimate_corpus
 
     task = load_task(task_spec)
     if shots and not task.rationale_field:

@@ -1,3 +1,34 @@
 """Test helpers that ship with labelmill, as httpx ships `MockTransport`: a local OpenAI-compatible
 mock teacher, generated corpora, and a harness that runs it and `labelmill` in processes of their own.
 """
+
+from labelmill.testing._bench import Workload, mock_process, run_labelmill, run_replay, run_workload
+from labelmill.testing._corpus import ALL_CATEGORIES, cqa_rows, make_cqa, write_jsonl
+from labelmill.testing._mock import (
+    HELPFUL_PHRASES,
+    MockConfig,
+    MockStats,
+    MockTeacher,
+    count_tokens,
+    load_answers,
+    serve,
+)
+
+__all__ = [
+    "ALL_CATEGORIES",
+    "HELPFUL_PHRASES",
+    "MockConfig",
+    "MockStats",
+    "MockTeacher",
+    "Workload",
+    "count_tokens",
+    "cqa_rows",
+    "load_answers",
+    "make_cqa",
+    "mock_process",
+    "run_labelmill",
+    "run_replay",
+    "run_workload",
+    "serve",
+    "write_jsonl",
+]

@@ -59,6 +59,7 @@ class MockConfig:
     seed: int = 0
     wrong_percent: int = 15  # on generated corpora, how often the mock answers at random instead
     answers: list[tuple[str, str]] = field(default_factory=list)
+    models: tuple[str, ...] | None = None  # when set, any other model gets 400 "Invalid model name"
 
 
 def load_answers(path: str | Path) -> list[tuple[str, str]]:
@@ -180,6 +181,9 @@ class MockTeacher:
         except (ValueError, KeyError, TypeError, AttributeError):
             self.stats.rejected += 1
             return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        if config.models is not None and body.get("model") not in config.models:
+            self.stats.rejected += 1
+            return _error(400, f"Invalid model name passed in model={body.get('model')}.", "invalid_request_error")
         prompt_tokens = count_tokens(prompt) + 4 * len(messages)
         if prompt_tokens + max_tokens > config.context_tokens:
             self.stats.rejected += 1

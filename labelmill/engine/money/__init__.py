@@ -3,9 +3,10 @@
 Imports `engine.tasks` (the estimate renders prompts), nothing above it.
 """
 
+from labelmill._exceptions import BudgetExhausted
 from labelmill.engine.money._estimate import FEW_SHOT, Estimate, VariantTotals, estimate_corpus
-from labelmill.engine.money._ledger import BudgetExhausted, Ledger, Reservation
-from labelmill.engine.money._prices import Prices, price_table, resolve_prices, token_upper_bound
+from labelmill.engine.money._ledger import Ledger, Reservation
+from labelmill.engine.money._prices import Prices, format_usd, price_table, resolve_prices, token_upper_bound
 from labelmill.engine.money._spending import (
     PRIOR_LABEL_COMPLETION,
     PRIOR_RATIONALE_COMPLETION,
@@ -28,6 +29,7 @@ __all__ = [
     "Spending",
     "VariantTotals",
     "estimate_corpus",
+    "format_usd",
     "price_table",
     "resolve_prices",
     "token_upper_bound",

@@ -69,7 +69,3 @@ class Ledger:
             reservation.open = False
             self.reserved -= reservation.amount
             self._changed.set()
-
-
-class BudgetExhausted(Exception):
-    """This request's worst case cannot fit in what is left of the budget."""

@@ -57,3 +57,17 @@ def token_upper_bound(body: dict[str, Any]) -> int:
     This is the bound money reserves against: it can never be exceeded, whatever the tokenizer."""
     prompt = sum(len(m["content"].encode("utf-8")) + 4 for m in body["messages"]) + 3
     return prompt + int(body["max_tokens"])
+
+
+def format_usd(*amounts: float) -> list[str]:
+    """Dollar amounts with as many decimals as it takes to tell them apart (and to show two
+    significant digits of the smallest), so "$0.000042 needed, $0.000042 left" cannot happen."""
+    decimals = 2
+    while decimals < 12:
+        rounded = [round(a, decimals) for a in amounts]
+        distinct = len(set(rounded)) == len(set(amounts))
+        smallest = min((abs(a) for a in amounts if a), default=0.0)
+        if distinct and (smallest == 0 or smallest >= 10 ** (1 - decimals)):
+            break
+        decimals += 1
+    return [f"${a:.{decimals}f}" for a in amounts]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from labelmill.engine.money._ledger import BudgetExhausted, Ledger, Reservation
-from labelmill.engine.money._prices import Prices
+from labelmill._exceptions import BudgetExhausted
+from labelmill.engine.money._ledger import Ledger, Reservation
+from labelmill.engine.money._prices import Prices, format_usd
 
 
 class Planner:
@@ -116,7 +117,8 @@ class Spending:
             return None
         reservation = await self.ledger.reserve(worst_case)
         if reservation is None:
-            raise BudgetExhausted(f"${worst_case:.6f} needed, ${self.ledger.left:.6f} left of ${self.ledger.budget}")
+            needed, left, budget = format_usd(worst_case, self.ledger.left, self.ledger.budget)
+            raise BudgetExhausted(f"{needed} needed for the next request's worst case, {left} left of {budget}")
         return reservation
 
     def answered(

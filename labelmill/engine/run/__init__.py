@@ -1,4 +1,40 @@
-"""The run itself: producer, sender, committer, ordered output, failures, resolve, replay workers, stats.
+"""The run itself: producer, workers, the sender seam, ordered output, failures, resolve, replay
+workers, stats, stop reasons and the result.
 
 The top of the engine: it may import every other engine room; none of them imports it.
 """
+
+from labelmill.engine.run._annotate import annotate
+from labelmill.engine.run._failures import Failure, FailureLog, IdRegistry
+from labelmill.engine.run._once import SenderFactory
+from labelmill.engine.run._requests import Done, Outcome, Request, Requests
+from labelmill.engine.run._resolve import ReplayPool, Resolved, Resolver
+from labelmill.engine.run._result import RunResult, RunStatus
+from labelmill.engine.run._sender import OnlineSender, Sender
+from labelmill.engine.run._stats import OrderedOutput, Progress, RunStats
+from labelmill.engine.run._stop import RefusalWatch, Stop, StopReason
+
+__all__ = [
+    "Done",
+    "Failure",
+    "FailureLog",
+    "IdRegistry",
+    "OnlineSender",
+    "OrderedOutput",
+    "Outcome",
+    "Progress",
+    "RefusalWatch",
+    "ReplayPool",
+    "Request",
+    "Requests",
+    "Resolved",
+    "Resolver",
+    "RunResult",
+    "RunStats",
+    "RunStatus",
+    "Sender",
+    "SenderFactory",
+    "Stop",
+    "StopReason",
+    "annotate",
+]

@@ -58,6 +58,11 @@ class FailureLog:
         self._handle.close()
         os.replace(self._tmp, self.path)
 
+    def discard(self) -> None:
+        """Throw this run's failure rows away: the earlier failures.jsonl stays as it was."""
+        self._handle.close()
+        self._tmp.unlink(missing_ok=True)
+
 
 class IdRegistry:
     """Ids seen so far, on disk (memory stays flat for any corpus), with the line that had each."""

@@ -8,7 +8,7 @@ from typing import Any
 from labelmill.cache import KeyTemplate, StoredResponse
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.run._failures import Failure
-from labelmill.engine.selection._score import wants_rationale
+from labelmill.engine.selection import Selection
 from labelmill.engine.tasks._input import Row
 from labelmill.engine.tasks._records import build_record
 from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Example
@@ -42,8 +42,9 @@ Outcome = Done | Failure
 class Requests:
     """Builds the requests of a run and turns stored responses into outcomes."""
 
-    def __init__(self, config: AnnotateConfig) -> None:
+    def __init__(self, config: AnnotateConfig, selection: Selection) -> None:
         self.config = config
+        self.selection = selection  # which variants may answer an example, preferred first
         self.task = config.task
         self.tags = {v: self.task.prompt_tag(v) for v in (VARIANT_RATIONALE, VARIANT_LABEL)}
         self.demos: list[tuple[Example, str]] = []
@@ -86,20 +87,9 @@ class Requests:
         return template.key(messages[-1]["content"])
 
     def candidates(self, row: Row, example: Example) -> list[Request]:
-        """The requests that may answer this example, preferred first.
-
-        A fixed rate asks for one variant, a pure function of (id, seed, rate). Under a budget plan
-        a stored answer of either variant is used (a rationale already paid for is never thrown
-        away, and nothing is paid twice); otherwise the planner's current rate decides.
-        """
-        explain = self.config.explain_ids
-        if explain is not None:  # uncertainty, second pass: the least confident first
-            variants = [VARIANT_RATIONALE, VARIANT_LABEL] if example.id in explain else [VARIANT_LABEL]
-            return [self.make(row, example, v) for v in variants]
-        if not self.config.prefers_stored:
-            wanted = wants_rationale(example.id, self.config.seed, self.config.rationale_rate)
-            return [self.make(row, example, VARIANT_RATIONALE if wanted else VARIANT_LABEL)]
-        return [self.make(row, example, VARIANT_RATIONALE), self.make(row, example, VARIANT_LABEL)]
+        """The requests that may answer this example, preferred first (the selection policy's
+        variants): a stored answer of any of them will do, so nothing is paid twice."""
+        return [self.make(row, example, variant) for variant in self.selection.variants(example.id)]
 
     @staticmethod
     def failure(item: Request, reason: str, detail: str) -> Failure:

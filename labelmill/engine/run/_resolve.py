@@ -96,7 +96,7 @@ class Resolver:
             elif self.config.replay:
                 detail = "no response in the store for this request"
                 out.items[position] = self.requests.failure(first, "not_cached", detail)
-            elif self.config.auto_rate:
+            elif len(options) > 1:  # the selection decides between them when it is sent
                 out.items[position] = replace(first, fallback=options[-1])
         return out
 

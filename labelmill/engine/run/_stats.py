@@ -13,10 +13,9 @@ from rich.live import Live
 from rich.text import Text
 
 from labelmill.cache import ShardWriter
-from labelmill.engine.money import Spending
 from labelmill.engine.run._failures import Failure, FailureLog
 from labelmill.engine.run._requests import Outcome
-from labelmill.engine.run._result import RunResult
+from labelmill.engine.teacher import TeacherCounters
 
 
 @dataclass(slots=True)
@@ -27,13 +26,8 @@ class RunStats:
     failures: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)
     cache_hits: int = 0
-    requests: int = 0  # attempts sent to the teacher, retries included
-    retries: int = 0
-    rate_limited: int = 0  # 429 answers
-    server_errors: int = 0
+    teacher: TeacherCounters = field(default_factory=TeacherCounters)  # requests, retries, 429s, tokens paid
     rationales: int = 0
-    prompt_tokens: int = 0  # paid in this run
-    completion_tokens: int = 0
     dollars: float = 0.0  # paid in this run (None-priced responses add nothing)
     record_prompt_tokens: int = 0  # over every record written, cached or not
     record_completion_tokens: int = 0
@@ -43,6 +37,10 @@ class RunStats:
     def fail(self, reason: str) -> None:
         self.failures += 1
         self.failure_reasons[reason] = self.failure_reasons.get(reason, 0) + 1
+
+    @property
+    def requests(self) -> int:
+        return self.teacher.requests
 
     @property
     def seconds(self) -> float:
@@ -56,12 +54,12 @@ class RunStats:
             "failures": self.failures,
             "failure_reasons": dict(sorted(self.failure_reasons.items())),
             "cache_hits": self.cache_hits,
-            "requests": self.requests,
-            "retries": self.retries,
-            "rate_limited_429": self.rate_limited,
-            "server_errors": self.server_errors,
+            "requests": self.teacher.requests,
+            "retries": self.teacher.retries,
+            "rate_limited_429": self.teacher.rate_limited,
+            "server_errors": self.teacher.server_errors,
             "rationale_rate": round(self.rationales / self.records, 4) if self.records else 0.0,
-            "tokens": {"prompt": self.prompt_tokens, "completion": self.completion_tokens},
+            "tokens": {"prompt": self.teacher.prompt_tokens, "completion": self.teacher.completion_tokens},
             "record_tokens": {
                 "prompt": self.record_prompt_tokens,
                 "completion": self.record_completion_tokens,
@@ -79,10 +77,10 @@ class RunStats:
             f"{self.done}{total} done",
             f"{self.requests / seconds:.0f} req/s",
             f"{self.cache_hits} cached",
-            f"{self.retries} retries",
-            f"{self.rate_limited} 429s",
+            f"{self.teacher.retries} retries",
+            f"{self.teacher.rate_limited} 429s",
             f"{self.failures} failed",
-            f"{self.prompt_tokens + self.completion_tokens} tokens",
+            f"{self.teacher.prompt_tokens + self.teacher.completion_tokens} tokens",
         ]
         if show_dollars:
             parts.append(f"${self.dollars:.4f}" + (f" of ${budget:.2f}" if budget is not None else ""))
@@ -119,9 +117,6 @@ class Progress:
             self._live.stop()
 
 
-EXIT_OK, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 3, 130
-
-
 class OrderedOutput:
     """Outcomes arrive in any order; records go to shards and failures to failures.jsonl in input order."""
 
@@ -155,32 +150,3 @@ class OrderedOutput:
         self.stats.records += len(lines)
         self.stats.done += len(outcomes)
         self.next_seq += len(outcomes)
-
-
-def run_result(
-    stats: RunStats, spending: Spending, stop_reason: str | None, stop_message: str, source: str
-) -> RunResult:
-    """The summary, exit code and notes of a finished (or stopped) run."""
-    summary = stats.summary()
-    notes = []
-    if stop_reason == "interrupted":
-        code = EXIT_INTERRUPTED
-    elif stop_reason is not None or stats.failures:
-        code = EXIT_PARTIAL
-        if stop_message:
-            notes.append(stop_message)
-    else:
-        code = EXIT_OK
-    if stats.done == 0 and stop_reason is None:
-        notes.append(f"the input {source} has no rows: nothing to annotate")
-    summary["complete"] = stop_reason != "interrupted"
-    summary["exit_code"] = code
-    summary["money"] = spending.summary(stats.done)
-    exhausted = stats.failure_reasons.get("budget_exhausted", 0)
-    if exhausted:
-        label = spending.per_variant["label"]
-        per_label = label[1] / label[0] if label[0] else None
-        more = round(exhausted * per_label, 6) if per_label is not None else None
-        summary["money"]["more_needed_usd"] = more
-        notes.append(f"{exhausted} examples left unannotated; about ${more} more would label them")
-    return RunResult(summary, code, notes)

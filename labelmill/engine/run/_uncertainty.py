@@ -9,27 +9,30 @@ come from pass 2: every label is a store hit by then.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import shutil
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from labelmill.cache import ResponseStore, iter_records
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.money._estimate import estimate_corpus
-from labelmill.engine.run._result import RunResult
+from labelmill.engine.run._once import SenderFactory, run_once
+from labelmill.engine.run._result import RunResult, RunStatus
 from labelmill.engine.tasks._tasks import VARIANT_RATIONALE
 
-Annotate = Callable[[AnnotateConfig], Awaitable[RunResult]]
 _ADDED = ("requests", "retries", "rate_limited_429", "server_errors", "dollars", "cpu_seconds", "seconds")
 
 
-async def annotate_by_uncertainty(config: AnnotateConfig, annotate: Annotate) -> RunResult:
+async def annotate_by_uncertainty(
+    config: AnnotateConfig, interrupt: asyncio.Event | None, sender: SenderFactory | None
+) -> RunResult:
     assert config.budget is not None and config.prices is not None
     first_dir = config.out_dir / ".uncertainty-pass1"
-    first = await annotate(replace(config, out_dir=first_dir, explain_ids=frozenset()))  # explain none: labels
-    if first.exit_code not in (0, 3) or not first.summary.get("complete", False):
+    labels_only = replace(config, out_dir=first_dir, explain_ids=frozenset())
+    first = await run_once(labels_only, interrupt, sender)
+    if first.status is RunStatus.INTERRUPTED:
         return first
     ranked = sorted((r.confidence if r.confidence is not None else 0.0, r.index, r.id) for r in iter_records(first_dir))
     left = config.budget - float(first.summary["money"].get("spent", 0.0))
@@ -39,7 +42,7 @@ async def annotate_by_uncertainty(config: AnnotateConfig, annotate: Annotate) ->
     per_rationale = (rationale.dollars or 0.0) / max(1, rationale.requests)
     count = len(ranked) if per_rationale <= 0 else min(len(ranked), math.floor(max(0.0, left) / per_rationale))
     explain = frozenset(example_id for _, _, example_id in ranked[:count])
-    second = await annotate(replace(config, explain_ids=explain, budget=max(0.0, left)))
+    second = await run_once(replace(config, explain_ids=explain, budget=max(0.0, left)), interrupt, sender)
     shutil.rmtree(first_dir, ignore_errors=True)
     return _combine(first, second, count)
 
@@ -56,4 +59,4 @@ def _combine(first: RunResult, second: RunResult, explained: int) -> RunResult:
     money["dollars_per_example"] = round(money["paid"] / summary["examples"], 10) if summary["examples"] else None
     summary["money"] = money
     summary["uncertainty"] = {"selected_for_rationales": explained}
-    return RunResult(summary, second.exit_code, first.notes + second.notes)
+    return RunResult(second.status, summary, first.notes + second.notes)

@@ -2,3 +2,41 @@
 
 Imports only `labelmill.cache` and the standard library: everything above builds on it.
 """
+
+from labelmill.engine.tasks._input import Row, check_input, count_rows, iter_jsonl_lines, iter_rows, jsonl_row
+from labelmill.engine.tasks._parse import Parsed, parse_response, resolve_label
+from labelmill.engine.tasks._records import build_record, confidence_of
+from labelmill.engine.tasks._tasks import (
+    BUILTIN_TASKS,
+    VARIANT_LABEL,
+    VARIANT_RATIONALE,
+    Example,
+    Prompt,
+    Task,
+    load_task,
+    placeholders,
+    task_from_dict,
+)
+
+__all__ = [
+    "BUILTIN_TASKS",
+    "VARIANT_LABEL",
+    "VARIANT_RATIONALE",
+    "Example",
+    "Parsed",
+    "Prompt",
+    "Row",
+    "Task",
+    "build_record",
+    "check_input",
+    "confidence_of",
+    "count_rows",
+    "iter_jsonl_lines",
+    "iter_rows",
+    "jsonl_row",
+    "load_task",
+    "parse_response",
+    "placeholders",
+    "resolve_label",
+    "task_from_dict",
+]

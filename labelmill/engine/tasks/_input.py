@@ -44,6 +44,12 @@ def iter_rows(source: str) -> Iterator[Row]:
         yield from _parquet(path)
 
 
+def check_input(source: str) -> None:
+    """Raise InputError now, before a run creates anything, if `source` cannot be read."""
+    if source != "-":
+        _checked(source)
+
+
 def _checked(source: str) -> Path:
     path = Path(source)
     if not path.is_file():

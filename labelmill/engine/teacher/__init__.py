@@ -2,3 +2,29 @@
 
 Imports `engine.money` and `engine.tasks`, nothing above it.
 """
+
+from labelmill._exceptions import RequestRejected, RetryableError
+from labelmill.engine.teacher._attempt import Completer, PricedTeacher, TeacherCounters
+from labelmill.engine.teacher._client import Reply, TeacherClient, parse_duration, parse_retry_after
+from labelmill.engine.teacher._limits import AdaptiveConcurrency, CircuitBreaker, RateLimiter, RateLimits
+from labelmill.engine.teacher._oneshot import OneShot
+from labelmill.engine.teacher._retry import RetryPolicy, call_with_retries
+
+__all__ = [
+    "AdaptiveConcurrency",
+    "CircuitBreaker",
+    "Completer",
+    "OneShot",
+    "PricedTeacher",
+    "RateLimiter",
+    "RateLimits",
+    "Reply",
+    "RequestRejected",
+    "RetryPolicy",
+    "RetryableError",
+    "TeacherClient",
+    "TeacherCounters",
+    "call_with_retries",
+    "parse_duration",
+    "parse_retry_after",
+]

@@ -12,12 +12,15 @@ This module makes exactly one attempt and classifies the outcome; retrying lives
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
+import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from labelmill._exceptions import TeacherStatusError
+from labelmill._exceptions import RequestRejected, RetryableError, TeacherStatusError
 from labelmill._json import dumps_bytes, loads
 
 if TYPE_CHECKING:  # imported when a client opens: a replay or `--help` does not pay ~0.1 s for it
@@ -29,41 +32,61 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 EXAMPLE_STATUSES = frozenset({400, 413, 422})
 
 
-class RetryableError(Exception):
-    """An attempt that may succeed if repeated: 408/409/429/5xx, a timeout, a dropped connection."""
-
-    def __init__(self, kind: str, message: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(message)
-        self.kind = kind  # "status", "timeout", "connection"
-        self.status = status
-        self.retry_after = retry_after
-
-
-class RequestRejected(TeacherStatusError):
-    """The server rejected this request (400/413/422), e.g. too long for the model's context."""
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     body: dict[str, Any]
     headers: Mapping[str, str]
 
 
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` (OpenAI) or `retry-after` (seconds), if present."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds the server asks a client to wait, under any of the names servers use:
+    `retry-after-ms` (OpenAI), `retry-after` (seconds or an HTTP date), `llm_provider-retry-after`
+    (LiteLLM's proxy), else the `x-ratelimit-reset-*` of a limit with nothing remaining."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0), ("llm_provider-retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
         try:
-            return max(0.0, float(raw_ms) / 1000)
+            return max(0.0, float(raw) * scale)
         except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw is not None:
-        try:
-            return max(0.0, float(raw))
-        except ValueError:
-            return None  # an HTTP date: fall back to backoff
-    return None
+            seconds = _http_date_in(raw, now)
+            if seconds is not None:
+                return seconds
+    resets = [
+        parse_duration(headers.get(f"x-ratelimit-reset-{kind}") or "")
+        for kind in ("requests", "tokens")
+        if headers.get(f"x-ratelimit-remaining-{kind}") == "0"
+    ]
+    known = [seconds for seconds in resets if seconds is not None]
+    return max(known) if known else None
+
+
+def _http_date_in(text: str, now: float | None) -> float | None:
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+_DURATION = re.compile(r"(?:([\d.]+)h)?(?:([\d.]+)m(?!s))?(?:([\d.]+)s)?(?:([\d.]+)ms)?")
+
+
+def parse_duration(text: str) -> float | None:
+    """Reset durations as servers write them: `1s`, `6m0s`, `1.5s`, `120ms`, `1h2m3.5s`, or bare seconds."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.fullmatch(text)
+    if not text or parts is None:
+        return None
+    try:
+        hours, minutes, seconds, millis = (float(g) if g else 0.0 for g in parts.groups())
+    except ValueError:  # "1.2.3s"
+        return None
+    return hours * 3600 + minutes * 60 + seconds + millis / 1000
 
 
 def _server_message(text: str) -> str:

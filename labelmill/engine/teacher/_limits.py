@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable, Mapping
 
 from labelmill._exceptions import CircuitOpenError
+from labelmill.engine.teacher._client import parse_duration
 
 # Send a little under the limit: the servers we talk to count requests over 1 s and 60 s windows.
 RATE_HEADROOM = 0.98
@@ -62,30 +63,6 @@ def _limiter(per_minute: float) -> RateLimiter:
     return RateLimiter(per_minute / 60 * RATE_HEADROOM)
 
 
-def _parse_duration(text: str) -> float | None:
-    """OpenAI's reset durations: `1s`, `6m0s`, `250ms`, `1h2m3.5s`, or a bare number of seconds."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    total, number = 0.0, ""
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-        elif text.startswith("ms", i):
-            total += float(number or 0) / 1000
-            number, i = "", i + 1
-        elif ch in "hms":
-            total += float(number or 0) * {"h": 3600, "m": 60, "s": 1}[ch]
-            number = ""
-        else:
-            return None
-        i += 1
-    return total if not number else None
-
-
 class RateLimits:
     def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
         self.rpm = rpm
@@ -124,7 +101,7 @@ class RateLimits:
             remaining = headers.get(f"x-ratelimit-remaining-{kind}")
             reset = headers.get(f"x-ratelimit-reset-{kind}")
             if remaining == "0" and reset:
-                seconds = _parse_duration(reset)
+                seconds = parse_duration(reset)
                 if seconds:
                     self.pause(min(seconds, 60.0))
 

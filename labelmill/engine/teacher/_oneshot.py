@@ -1,8 +1,8 @@
-"""Single chat completions through the engine's store, limits, retries and budget.
+"""Single chat completions through the store and the one priced attempt.
 
 For callers that send a handful of requests of their own (the prompt optimizer's meta-prompts):
-the same key -> store -> reserve -> teacher with retries -> settle -> store path as a corpus run,
-without a corpus.
+key -> store -> `PricedTeacher.buy` (breaker, limits, budget, retries) -> store, as a corpus run
+does, without a corpus.
 """
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from types import TracebackType
 from typing import Any
 
 from labelmill.cache import AsyncStoreWriter, ResponseStore, StoredResponse, request_key
-from labelmill.engine.money import Spending, token_upper_bound
+from labelmill.engine.money import Spending
+from labelmill.engine.teacher._attempt import PricedTeacher
 from labelmill.engine.teacher._client import TeacherClient
-from labelmill.engine.teacher._limits import RateLimits
-from labelmill.engine.teacher._retry import RetryPolicy, call_with_retries
+from labelmill.engine.teacher._limits import AdaptiveConcurrency, RateLimits
+from labelmill.engine.teacher._retry import RetryPolicy
 
 
 class OneShot:
@@ -24,21 +25,24 @@ class OneShot:
                  limits: RateLimits | None = None, retry: RetryPolicy | None = None) -> None:  # fmt: skip
         self.store = store
         self.writer = AsyncStoreWriter(store)
-        self.teacher = TeacherClient(base_url, api_key, connections=8, timeout_s=120)
-        self.spending = spending
-        self.limits = limits or RateLimits()
-        self.retry = retry or RetryPolicy()
-        self.requests = 0
+        self.client = TeacherClient(base_url, api_key, connections=8, timeout_s=120)
+        self.teacher = PricedTeacher(
+            self.client, spending, retry=retry, limits=limits, concurrency=AdaptiveConcurrency(8)
+        )
+
+    @property
+    def requests(self) -> int:
+        return self.teacher.counters.requests
 
     async def __aenter__(self) -> OneShot:
-        await self.teacher.__aenter__()
+        await self.client.__aenter__()
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.writer.aclose()
-        await self.teacher.__aexit__(kind, exc, tb)
+        await self.client.__aexit__(kind, exc, tb)
 
     async def complete(self, body: dict[str, Any], tag: str) -> str:
         """The reply's text; from the store when this exact request was answered before.
@@ -46,30 +50,7 @@ class OneShot:
         key = request_key(body, tag)
         entry = self.store.get(key)
         if entry is None:
-            entry = await self._buy(body, tag, key)
+            response, dollars = await self.teacher.buy(body, rationale=True)
+            entry = StoredResponse(key, body, tag, response, dollars)
+            await self.writer.put(entry)
         return str(entry.response["choices"][0]["message"].get("content") or "")
-
-    async def _buy(self, body: dict[str, Any], tag: str, key: str) -> StoredResponse:
-        tokens = token_upper_bound(body)
-        worst = self.spending.worst_case(tokens - int(body["max_tokens"]), int(body["max_tokens"]), True)
-        costs: list[float | None] = []
-
-        async def attempt() -> dict[str, Any]:
-            await self.limits.acquire(tokens)
-            reservation = await self.spending.reserve(worst)
-            self.requests += 1
-            try:
-                reply = await self.teacher.complete(body)
-            except BaseException:
-                self.spending.failed(reservation, maybe_billed=True)
-                raise
-            usage = reply.body.get("usage") or {}
-            prices = self.spending.prices
-            cost = prices.cost(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)) if prices else None
-            costs.append(self.spending.answered(reservation, cost if usage else None, True, None))
-            return reply.body
-
-        response = await call_with_retries(attempt, self.retry)
-        entry = StoredResponse(key, body, tag, response, costs[-1] if self.spending.prices else None)
-        await self.writer.put(entry)
-        return entry

@@ -1,0 +1,151 @@
+"""The Python API: `annotate`, `replay` (sync), `annotate_async`, `replay_async` (inside a running
+loop, such as Jupyter's), `read_records`.
+
+Keyword arguments are named like the CLI's options (`--base-url` is `base_url`, `--from` is
+`from_`). The library touches no process-wide state: no signal handlers, no GIL switch interval,
+no exit codes. Stop a run with the `interrupt` event, or by cancelling its task: what is done is
+written either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from labelmill._exceptions import UsageError
+from labelmill.cache import iter_records as _iter_records
+from labelmill.cache import read_manifest
+from labelmill.engine import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MODEL,
+    AnnotateConfig,
+    Prices,
+    RetryPolicy,
+    RunResult,
+    SenderFactory,
+    Task,
+    env_base_url,
+    load_task,
+    resolve_prices,
+)
+from labelmill.engine import annotate as _annotate
+
+DEFAULT_CACHE = ".labelmill-cache"
+
+
+def annotate_config(
+    input: str | Path, *, task: str | Task, out: str | Path, cache: str | Path = DEFAULT_CACHE,
+    model: str = DEFAULT_MODEL, base_url: str | None = None, api_key: str | None = None,
+    budget: float | None = None, rationale_rate: float | str = "auto", select: str = "random", seed: int = 0,
+    concurrency: int = DEFAULT_CONCURRENCY, rpm: float | None = None, tpm: float | None = None,
+    max_tokens: int | None = None, price_in: float | None = None, price_out: float | None = None,
+    prices: Prices | str | Path | None = None, limit: int | None = None, shard_size: int = 10_000,
+    timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False,
+) -> AnnotateConfig:  # fmt: skip
+    """The settings of an annotate run, checked; the same defaults as `labelmill annotate`."""
+    resolved: Prices | None
+    if isinstance(prices, Prices):
+        resolved = prices if price_in is None and price_out is None else Prices(
+            price_in if price_in is not None else prices.input_per_m,
+            price_out if price_out is not None else prices.output_per_m,
+        )  # fmt: skip
+    else:
+        resolved = resolve_prices(model, price_in, price_out, prices)
+    auto = rationale_rate == "auto" and budget is not None
+    return AnnotateConfig(
+        source=str(input), task=load_task(task) if isinstance(task, str) else task, out_dir=Path(out),
+        cache_dir=Path(cache), model=model, base_url=base_url or env_base_url(),
+        api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
+        rationale_rate=1.0 if auto else parse_rate(rationale_rate), auto_rate=auto and select == "random",
+        select=select, budget=budget, prices=resolved, seed=seed, concurrency=concurrency, rpm=rpm, tpm=tpm,
+        max_tokens=max_tokens, limit=limit, shard_size=shard_size, timeout_s=timeout,
+        retry=RetryPolicy(attempts=attempts), shots=shots, progress=progress,
+    )  # fmt: skip
+
+
+def replay_config(
+    input: str | Path, *, task: str | Task, out: str | Path, cache: str | Path = DEFAULT_CACHE,
+    from_: str | Path | None = None, model: str | None = None, rationale_rate: float | str | None = None,
+    seed: int | None = None, max_tokens: int | None = None, limit: int | None = None, shard_size: int = 10_000,
+    workers: int | None = None, progress: bool = False,
+) -> AnnotateConfig:  # fmt: skip
+    """The settings of a replay: what is not given comes from the manifest of `from_` (else `out`)."""
+    settings = _manifest_settings(Path(from_ or out))
+    return AnnotateConfig(
+        source=str(input), task=load_task(task) if isinstance(task, str) else task, out_dir=Path(out),
+        cache_dir=Path(cache), model=model or settings.get("model") or DEFAULT_MODEL,
+        rationale_rate=parse_rate(rationale_rate) if rationale_rate is not None
+        else float(settings.get("rationale_rate", 1.0)),
+        seed=seed if seed is not None else int(settings.get("seed", 0)),
+        max_tokens=max_tokens or settings.get("max_tokens"),
+        auto_rate=rationale_rate is None and settings.get("selection") == "auto",
+        select="uncertainty" if rationale_rate is None and settings.get("selection") == "uncertainty" else "random",
+        temperature=float(settings.get("temperature", 0.0)), shard_size=shard_size, limit=limit, replay=True,
+        progress=progress, shots=int(settings.get("shots", 0)), replay_workers=workers,
+    )  # fmt: skip
+
+
+async def annotate_async(
+    input: str | Path, *, task: str | Task, out: str | Path, interrupt: asyncio.Event | None = None,
+    sender: SenderFactory | None = None, **options: Any,
+) -> RunResult:  # fmt: skip
+    """Annotate `input` into `out`/shards; see `annotate_config` for the options."""
+    return await _annotate(annotate_config(input, task=task, out=out, **options), interrupt=interrupt, sender=sender)
+
+
+async def replay_async(
+    input: str | Path, *, task: str | Task, out: str | Path, interrupt: asyncio.Event | None = None, **options: Any
+) -> RunResult:
+    """Rebuild `out`'s shards from the store alone, opening no socket; see `replay_config`."""
+    return await _annotate(replay_config(input, task=task, out=out, **options), interrupt=interrupt)
+
+
+def annotate(input: str | Path, *, task: str | Task, out: str | Path, **options: Any) -> RunResult:
+    """`annotate_async` for code outside an event loop (a script). In a notebook, await
+    `annotate_async` instead: its loop is already running."""
+    return _run_sync(annotate_async(input, task=task, out=out, **options))
+
+
+def replay(input: str | Path, *, task: str | Task, out: str | Path, **options: Any) -> RunResult:
+    """`replay_async` for code outside an event loop."""
+    return _run_sync(replay_async(input, task=task, out=out, **options))
+
+
+def read_records(out: str | Path) -> Iterator[dict[str, Any]]:
+    """Every record of a run's shards (or of a shard file or glob), as a dict, in input order.
+    A bad line raises ShardFormatError naming its file and line."""
+    for record in _iter_records(out):
+        yield record.to_dict()
+
+
+def parse_rate(value: float | str) -> float:
+    if value == "auto":
+        return 1.0  # without a budget, "auto" explains every example
+    try:
+        rate = float(value)
+    except ValueError:
+        raise UsageError(f"the rationale rate must be 'auto' or a number in [0, 1], not {value!r}") from None
+    if not 0 <= rate <= 1:
+        raise UsageError(f"the rationale rate must be between 0 and 1, not {rate}")
+    return rate
+
+
+def _run_sync(coroutine: Any) -> RunResult:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        result: RunResult = asyncio.run(coroutine)
+        return result
+    coroutine.close()
+    raise UsageError("an event loop is already running here (a notebook?): use `await labelmill.annotate_async(...)`")
+
+
+def _manifest_settings(out_dir: Path) -> dict[str, Any]:
+    try:
+        settings = read_manifest(out_dir).get("settings", {})
+    except (OSError, ValueError):
+        return {}
+    return settings if isinstance(settings, dict) else {}

@@ -1,0 +1,23 @@
+"""`annotate()`: the engine's entry point for a run (one pass, or two for `--select uncertainty`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from labelmill.engine._config import AnnotateConfig
+from labelmill.engine.run._once import SenderFactory, run_once
+from labelmill.engine.run._result import RunResult
+from labelmill.engine.run._uncertainty import annotate_by_uncertainty
+
+
+async def annotate(
+    config: AnnotateConfig, *, interrupt: asyncio.Event | None = None, sender: SenderFactory | None = None
+) -> RunResult:
+    """Annotate (or, with `config.replay`, replay) a corpus into shards.
+
+    Setting `interrupt` stops the run gracefully: requests in flight finish (for up to
+    `config.grace_s`), what is done is written, and the result's status is INTERRUPTED.
+    Cancelling the task does the same, then raises CancelledError."""
+    if config.select == "uncertainty" and config.explain_ids is None and not config.replay:
+        return await annotate_by_uncertainty(config, interrupt, sender)
+    return await run_once(config, interrupt, sender)
