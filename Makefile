@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# LiteLLM's proxy, for tests/test_litellm.py, in an environment of its own (its dependencies are not ours)
+LITELLM := .venv-litellm/bin/litellm
 
 .PHONY: test demo lint typecheck unit bench clean
 
@@ -24,7 +26,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+$(LITELLM): pyproject.toml
+	$(PYTHON) -m venv .venv-litellm
+	.venv-litellm/bin/pip install --quiet '.[litellm]'
+	touch $(LITELLM)
+
+.venv-litellm: $(LITELLM)
+
+unit: $(STAMP) $(LITELLM)
 	$(BIN)/pytest -q
 
 test: lint typecheck unit
@@ -36,4 +45,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/cache.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-out
+	rm -rf $(VENV) .venv-litellm .mypy_cache .pytest_cache .ruff_cache demo-out

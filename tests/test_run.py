@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import labelmill
 from labelmill._exceptions import BudgetExhausted, RequestRejected, UsageError
@@ -15,6 +17,8 @@ from labelmill.cache import StoredResponse, read_manifest
 from labelmill.engine import AnnotateConfig, RunStatus, annotate, load_task
 from labelmill.engine.money import Commitment, Prices, Spending
 from labelmill.engine.run import Request, Stop, StopReason
+from labelmill.engine.selection import FixedRate
+from labelmill.engine.tasks import VARIANT_RATIONALE
 from labelmill.engine.teacher import TeacherCounters
 from labelmill.testing import MockConfig, MockTeacher, make_cqa
 
@@ -217,3 +221,13 @@ def test_json_of_the_api_result_matches_the_cli_contract(tmp_path: Path) -> None
     result = asyncio.run(annotate(config(tmp_path), sender=lambda spending: FakeSender()))
     summary = json.loads(json.dumps(result.summary))
     assert summary["status"] == "complete" and summary["records"] == 30
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=50, unique=True),
+       seed=st.integers(0, 2**31), low=st.floats(0, 1), high=st.floats(0, 1))  # fmt: skip
+def test_raising_the_rationale_rate_only_adds_rationales(ids: list[str], seed: int, low: float, high: float) -> None:
+    low, high = min(low, high), max(low, high)
+    explained_low = {i for i in ids if FixedRate(low, seed).variants(i) == (VARIANT_RATIONALE,)}
+    explained_high = {i for i in ids if FixedRate(high, seed).variants(i) == (VARIANT_RATIONALE,)}
+    assert explained_low <= explained_high

@@ -33,9 +33,21 @@ def test_put_get_roundtrip_keeps_raw_response(tmp_path: Path) -> None:
         assert len(store) == 1
 
 
-def test_key_is_the_hash_of_the_stored_request(tmp_path: Path) -> None:
-    e = entry(2)
-    assert e.key == request_key(e.request, e.prompt_version)
+def test_keys_are_stable_across_versions_and_see_every_part_of_the_request() -> None:
+    request = {"model": "m", "messages": [{"role": "user", "content": "q2"}], "max_tokens": 8}
+    # Pinned: a store written by an earlier version must still answer the same request.
+    assert (
+        request_key(request, "t/label@1") == "sha256:7e07aa9d8ee12af3b545c107872e3ee4cae657223ed6af71fbdaeece78962fc4"
+    )
+    assert request_key(dict(reversed(list(request.items()))), "t/label@1") == request_key(request, "t/label@1")
+    changed = [
+        {**request, "model": "m2"},
+        {**request, "max_tokens": 9},
+        {**request, "messages": [{"role": "user", "content": "q3"}]},
+        {**request, "temperature": 0.0},
+    ]
+    keys = {request_key(r, "t/label@1") for r in changed} | {request_key(request, "t/label@2")}
+    assert len(keys) == 5 and request_key(request, "t/label@1") not in keys
 
 
 def test_settings_prove_no_eviction_and_no_pickle(tmp_path: Path) -> None:

@@ -70,7 +70,13 @@ def _finish(result: RunResult, as_json: bool) -> None:
 @click.option("--limit", type=click.IntRange(0), default=None, help="Annotate only the first N rows.")
 @click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
 @click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Seconds per attempt.")
-@click.option("--attempts", type=click.IntRange(1), default=6, show_default=True, help="Attempts per request.")
+@click.option(
+    "--attempts",
+    type=click.IntRange(1),
+    default=6,
+    show_default=True,
+    help="Attempts per request on 5xx, timeouts and dropped connections (a 429 is a wait).",
+)
 @click.option(
     "--shots",
     type=click.IntRange(0),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from typing import Any
 
@@ -99,9 +100,10 @@ class Run:
         return build_result(self.stats, self.spending, self.stop, config.source, self._unpriced())
 
     async def _count_rows(self) -> None:
-        """For the plan and the ETA: the rows in the input, counted before the run."""
+        """For the plan, and for the ETA of a live progress line: the rows in the input, counted
+        before the run (a pass over the input, so only when something will use the count)."""
         config = self.config
-        if not ((config.auto_rate and not config.replay) or config.progress):
+        if not ((config.auto_rate and not config.replay) or (config.progress and sys.stderr.isatty())):
             return
         total = await asyncio.to_thread(count_rows, config.source)
         if total is None and config.auto_rate and not config.replay:
