@@ -65,9 +65,11 @@ class Workers:
         """A failure row, or the request as sent (the plan may have changed it) with its answer."""
         if self.stop.reason is not None:
             return self.requests.failure(item, self.stop.drain_reason, self.stop.message)
-        variant, commitment = self.selection.decide(item.example.id)
-        if variant != item.variant and item.fallback is not None:
-            item = replace(item.fallback, seq=item.seq)
+        commitment = None
+        if item.fallback is not None:  # only a request with a choice left is decided now
+            variant, commitment = self.selection.decide(item.example.id)
+            if variant != item.variant:
+                item = replace(item.fallback, seq=item.seq)
         try:
             return await self.buy(item, commitment)
         finally:
