@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +15,52 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from labelmill._exceptions import UsageError
+from labelmill._exceptions import BudgetExhausted, RetryableError, UsageError
 from labelmill.cache import iter_records, read_manifest
 from labelmill.engine import AnnotateConfig, RetryPolicy, RunStatus, annotate, load_task
-from labelmill.engine.money import Ledger, Planner, Prices, resolve_prices
+from labelmill.engine.money import Planner, Prices, Spending, resolve_prices, token_upper_bound
+from labelmill.engine.teacher import PricedTeacher, Reply
 from labelmill.testing import MockConfig, MockTeacher, cqa_rows, make_cqa, write_jsonl
 
 PRICES = Prices(0.15, 0.60)
+
+
+class BillingProvider:
+    """A provider as the budget must assume one bills. An answer with `usage` is charged that usage
+    (at most the prompt's byte bound plus max_tokens). An attempt whose cost the client cannot know
+    (no usage, a timeout, a lost connection, a cancellation after sending) is charged the most it
+    could be. 429s and 5xx are free. What it charged is the test's truth; the engine sees it only
+    through `usage`."""
+
+    def __init__(self, rng: random.Random, prices: Prices) -> None:
+        self.rng, self.prices = rng, prices
+        self.charged = 0.0
+
+    async def complete(self, body: Mapping[str, Any]) -> Reply:
+        max_tokens = int(body["max_tokens"])
+        prompt_bound = token_upper_bound(dict(body)) - max_tokens
+        prompt, completion = self.rng.randint(1, prompt_bound), self.rng.randint(0, max_tokens)
+        worst = self.prices.cost(prompt_bound, max_tokens)
+        outcome = self.rng.choice(["answer", "answer", "answer", "no_usage", "timeout", "dropped", "429", "500"])
+        try:
+            for _ in range(self.rng.randint(0, 3)):
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:  # it reached the provider: it may be charged
+            self.charged += worst
+            raise
+        if outcome in ("429", "500"):
+            raise RetryableError("status", outcome, status=int(outcome))
+        self.charged += self.prices.cost(prompt, completion) if outcome == "answer" else worst
+        if outcome == "timeout":
+            raise RetryableError("timeout", "timed out")
+        if outcome == "dropped":
+            raise RetryableError("connection", "connection reset")
+        usage = {"prompt_tokens": prompt, "completion_tokens": completion} if outcome == "answer" else None
+        return Reply({"choices": [{"message": {"content": "Answer: x"}}], "usage": usage}, {})
+
+
+async def no_wait(seconds: float) -> None:
+    await asyncio.sleep(0)
 
 
 @settings(max_examples=60, deadline=None)
@@ -30,62 +71,43 @@ PRICES = Prices(0.15, 0.60)
     price_in=st.floats(0.01, 20),
     price_out=st.floats(0.01, 80),
 )
-def test_spend_never_exceeds_the_budget(
+def test_what_a_provider_could_charge_never_exceeds_the_budget(
     budget: float, concurrency: int, seed: int, price_in: float, price_out: float
 ) -> None:
-    """Random requests, usages <= max_tokens, missing usage, timeouts, 429s, retries and cancellations."""
+    """The engine's priced attempt (reserve, send, settle, retry) against a provider that charges
+    whatever it may: answers, missing usage, timeouts, dropped connections, 429s, 5xx, cancellations."""
     rng = random.Random(seed)
     prices = Prices(price_in, price_out)
-    ledger = Ledger(budget)
-    billed = 0.0  # what a provider could have charged, at most
+    spending = Spending(prices, budget, plan=False)
+    provider = BillingProvider(rng, prices)
+    teacher = PricedTeacher(provider, spending, retry=RetryPolicy(attempts=4, backoff_base_s=0.0), sleep=no_wait)
+    ledger = spending.ledger
+    assert ledger is not None
 
-    def check() -> None:
+    async def buy() -> None:
+        body = {"model": "m", "messages": [{"role": "user", "content": "q" * rng.randint(10, 2000)}],
+                "max_tokens": rng.randint(1, 500)}  # fmt: skip
+        with contextlib.suppress(BudgetExhausted, RetryableError):
+            await teacher.buy(body, rationale=rng.random() < 0.5)
         assert ledger.spent + ledger.reserved <= budget + 1e-12
-        assert billed <= ledger.spent + 1e-12
-
-    async def request() -> None:
-        nonlocal billed
-        prompt_bound, max_tokens = rng.randint(10, 2000), rng.randint(1, 500)
-        for _attempt in range(rng.randint(1, 4)):  # retries reserve again
-            reservation = await ledger.reserve(prices.cost(prompt_bound, max_tokens))
-            if reservation is None:
-                return
-            check()
-            try:
-                for _ in range(rng.randint(0, 3)):
-                    await asyncio.sleep(0)
-            except asyncio.CancelledError:  # as the pipeline does: a cancelled request may be billed
-                billed += prices.cost(prompt_bound, max_tokens)
-                ledger.settle(reservation, None)
-                raise
-            outcome = rng.choice(["answer", "answer", "no_usage", "timeout", "429", "cancel"])
-            true_cost = prices.cost(rng.randint(1, prompt_bound), rng.randint(0, max_tokens))
-            if outcome == "answer":
-                billed += true_cost
-                ledger.settle(reservation, true_cost)
-                return
-            if outcome in ("no_usage", "timeout", "cancel"):  # the provider may have billed it
-                billed += true_cost
-                ledger.settle(reservation, None)
-            else:
-                ledger.release(reservation)
-            check()
 
     async def main() -> None:
         gate = asyncio.Semaphore(concurrency)
 
         async def bounded() -> None:
             async with gate:
-                await request()
+                await buy()
 
         tasks = [asyncio.create_task(bounded()) for _ in range(300)]
-        await asyncio.sleep(0)
+        for _ in range(rng.randint(0, 5)):
+            await asyncio.sleep(0)
         for task in rng.sample(tasks, k=rng.randint(0, 20)):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        check()
 
     asyncio.run(main())
+    assert provider.charged <= ledger.spent + 1e-12  # the engine counted at least what could be charged
+    assert ledger.spent <= budget + 1e-12 and ledger.reserved == pytest.approx(0.0, abs=1e-12)
 
 
 def test_planner_rate_spends_what_is_left() -> None:

@@ -43,6 +43,8 @@ def imported_modules(package: Path) -> set[tuple[str, str]]:
                 found.update((str(source), alias.name) for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module:
                 found.add((str(source), node.module))
+                # `from package import _module` reaches a private module too
+                found.update((str(source), f"{node.module}.{a.name}") for a in node.names if a.name.startswith("_"))
     return found
 
 
@@ -91,12 +93,15 @@ def test_nothing_outside_the_engine_imports_its_private_modules() -> None:
         parts = module.split(".")
         return parts[:2] == ["labelmill", "engine"] and any(part.startswith("_") for part in parts[2:])
 
+    # The one exception: the parser's hand-written scanners are checked against the plain regex
+    # searches they stand for, which only a test of the private module can do.
+    allowed = {(str(REPO / "tests" / "test_parse.py"), "labelmill.engine.tasks._parse")}
     found = set()
     for folder in (REPO / "labelmill", REPO / "tests", REPO / "benchmarks"):
         for source, module in imported_modules(folder):
             if private(module) and "/labelmill/engine/" not in source:
                 found.add((source, module))
-    assert sorted(found) == []
+    assert sorted(found - allowed) == []
 
 
 def test_the_library_touches_no_process_state() -> None:

@@ -93,20 +93,23 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, o
     config = TrainConfig(shards=str(shards), out_dir=str(root / "model"), max_steps=150, batch_size=32, eval_steps=30,
                          learning_rate=3e-3)  # fmt: skip
     probe = Probe([f"[label] the paint is {c} today" for c in COLORS])
-    return root, {**train(config, callbacks=[probe]), "probe": probe.seen}
+    return root, {**train(config, callbacks=[probe]), "probe": probe.seen, "probe_rows": probe.rows}
 
 
-def test_training_reduces_loss_and_saves_config(trained: tuple[Path, dict[str, object]]) -> None:
+def test_training_reduces_loss_and_saves_config(trained: tuple[Path, dict[str, Any]]) -> None:
     root, summary = trained
     assert summary["steps"] == 150
-    assert float(summary["last_loss"]) < 0.5 * float(summary["first_loss"])  # type: ignore[arg-type]
+    assert float(summary["last_loss"]) < 0.5 * float(summary["first_loss"])
     saved = json.loads((root / "model" / "labelmill.json").read_text())
     assert saved["alpha"] == 0.5 and saved["student"] == "scratch:tiny" and saved["max_steps"] == 150
-    train_records, valid_records, _ = split(toy_records(160), 0.1)
-    assert len(valid_records) > 0
-    explained = sum(r.rationale is not None for r in train_records)
-    assert summary["rationale_rows"] == explained  # every kept rationale, and no row for the others
-    assert summary["train_rows"] == len(train_records) + explained
+    # What the trainer trained on, read from its data loader: in the toy corpus only red and blue
+    # records have rationales, so each red or blue label row has one rationale row, and no other does.
+    trained_on = summary["probe_rows"]
+    label_rows = [color for task, color in trained_on if task == TASK_LABEL]
+    rationale_rows = [color for task, color in trained_on if task == TASK_RATIONALE]
+    assert sorted(rationale_rows) == sorted(c for c in label_rows if c in ("red", "blue")) and rationale_rows
+    assert len(trained_on) == summary["train_rows"] and len(rationale_rows) == summary["rationale_rows"]
+    assert summary["validation_rows"] > 0 and len(label_rows) + summary["validation_rows"] == 160
 
 
 class Probe(TrainerCallback):
@@ -116,6 +119,14 @@ class Probe(TrainerCallback):
     def __init__(self, sources: list[str]) -> None:
         self.sources = sources
         self.seen: dict[int, tuple[float, str, list[str]]] = {}
+        self.rows: list[tuple[int, str]] = []
+
+    def on_train_begin(self, args: Any, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        """The (task, color) of every row the trainer was given."""
+        tokenizer, dataset = kwargs["processing_class"], kwargs["train_dataloader"].dataset
+        texts = tokenizer.batch_decode([item["input_ids"] for item in dataset], skip_special_tokens=True)
+        colors = [next(c for c in COLORS if c in text) for text in texts]
+        self.rows = [(item["task"], color) for item, color in zip(dataset, colors, strict=True)]
 
     def on_evaluate(self, args: Any, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         model, tokenizer = kwargs["model"], kwargs["processing_class"]

@@ -10,6 +10,7 @@ from labelmill.engine.run._once import SenderFactory
 from labelmill.engine.run._requests import Done, Outcome, Request, Requests
 from labelmill.engine.run._resolve import ReplayPool, Resolved, Resolver
 from labelmill.engine.run._result import RunResult, RunStatus
+from labelmill.engine.run._run import selection_for
 from labelmill.engine.run._sender import OnlineSender, Sender
 from labelmill.engine.run._stats import OrderedOutput, Progress, RunStats
 from labelmill.engine.run._stop import RefusalWatch, Stop, StopReason
@@ -37,4 +38,5 @@ __all__ = [
     "Stop",
     "StopReason",
     "annotate",
+    "selection_for",
 ]
