@@ -41,7 +41,8 @@ def annotate_config(
     model: str = DEFAULT_MODEL, base_url: str | None = None, api_key: str | None = None,
     budget: float | None = None, rationale_rate: float | str = "auto", select: str = "random", seed: int = 0,
     concurrency: int = DEFAULT_CONCURRENCY, rpm: float | None = None, tpm: float | None = None,
-    max_tokens: int | None = None, price_in: float | None = None, price_out: float | None = None,
+    tokenizer: str | Path | None = None, max_tokens: int | None = None, price_in: float | None = None,
+    price_out: float | None = None,
     prices: Prices | str | Path | None = None, limit: int | None = None, shard_size: int = 10_000,
     timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False,
 ) -> AnnotateConfig:  # fmt: skip
@@ -61,7 +62,8 @@ def annotate_config(
         api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY"),
         rationale_rate=1.0 if auto else parse_rate(rationale_rate), auto_rate=auto and select == "random",
         select=select, budget=budget, prices=resolved, seed=seed, concurrency=concurrency, rpm=rpm, tpm=tpm,
-        max_tokens=max_tokens, limit=limit, shard_size=shard_size, timeout_s=timeout,
+        tokenizer=None if tokenizer is None else str(tokenizer), max_tokens=max_tokens, limit=limit,
+        shard_size=shard_size, timeout_s=timeout,
         retry=RetryPolicy(attempts=attempts), shots=shots, progress=progress,
     )  # fmt: skip
 

@@ -22,6 +22,8 @@ Errors carry a message that says what to do; the CLI prints it without a traceba
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class LabelmillError(Exception):
     """Base class of every error labelmill raises on purpose."""
@@ -85,8 +87,16 @@ class RequestRejected(TeacherStatusError):
 class RetryableError(TeacherError):
     """An attempt that may succeed if repeated: 408/409/429/5xx, a timeout, a dropped connection."""
 
-    def __init__(self, kind: str, message: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
         super().__init__(message)
         self.kind = kind  # "status", "timeout", "connection"
         self.status = status
         self.retry_after = retry_after  # seconds the server asked for, from any header it sends
+        self.headers = headers or {}  # the answer's headers (a 429's x-ratelimit-* teach the limits)

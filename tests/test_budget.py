@@ -19,7 +19,7 @@ from labelmill._exceptions import BudgetExhausted, RetryableError, UsageError
 from labelmill.cache import iter_records, read_manifest
 from labelmill.engine import AnnotateConfig, RetryPolicy, RunStatus, annotate, load_task
 from labelmill.engine.money import Planner, Prices, Spending, resolve_prices, token_upper_bound
-from labelmill.engine.teacher import PricedTeacher, Reply
+from labelmill.engine.teacher import BeforeSend, PricedTeacher, Reply
 from labelmill.testing import MockConfig, MockTeacher, cqa_rows, make_cqa, write_jsonl
 
 PRICES = Prices(0.15, 0.60)
@@ -36,7 +36,7 @@ class BillingProvider:
         self.rng, self.prices = rng, prices
         self.charged = 0.0
 
-    async def complete(self, body: Mapping[str, Any]) -> Reply:
+    async def complete(self, body: Mapping[str, Any], before_send: BeforeSend | None = None) -> Reply:
         max_tokens = int(body["max_tokens"])
         prompt_bound = token_upper_bound(dict(body)) - max_tokens
         prompt, completion = self.rng.randint(1, prompt_bound), self.rng.randint(0, max_tokens)

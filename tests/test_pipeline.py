@@ -123,7 +123,8 @@ async def test_replay_marks_missing_examples_not_cached(tmp_path: Path, mock: Mo
 
 async def test_429_storm_with_retry_after(tmp_path: Path) -> None:
     source = make_cqa(40, tmp_path / "in.jsonl")
-    async with MockTeacher(MockConfig(rpm=1200, retry_after_s=0.05)) as mock:  # 20 per 1 s burst window
+    # 20 per 1 s burst window, and no x-ratelimit headers to learn the limit from: a storm of 429s
+    async with MockTeacher(MockConfig(rpm=1200, retry_after_s=0.05, limit_headers=False)) as mock:
         result = await annotate(config(tmp_path, source, mock.base_url, concurrency=16,
                                        retry=RetryPolicy(attempts=100, retry_after_cap_s=0.05)))  # fmt: skip
     assert result.status is RunStatus.COMPLETE and result.summary["records"] == 40

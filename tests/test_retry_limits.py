@@ -200,7 +200,7 @@ async def test_rate_limits_run_just_under_the_account_limit(monkeypatch: pytest.
     monkeypatch.setattr("labelmill.engine.teacher._limits.asyncio.sleep", advance)
     limits, start = RateLimits(rpm=6000), clock.now
     for _ in range(600):
-        await limits.acquire(tokens=10)
+        await limits.acquire(lambda: 10)
         departures.append(clock.now - start)
     assert departures[-1] == pytest.approx(599 / 98.0)
     assert max(sum(1 for d in departures if s <= d < s + 1.0) for s in departures) <= 99

@@ -62,6 +62,8 @@ def _finish(result: RunResult, as_json: bool) -> None:
 @click.option("--concurrency", type=click.IntRange(1, 4096), default=DEFAULT_CONCURRENCY, show_default=True)
 @click.option("--rpm", type=float, default=None, help="Requests per minute the account allows.")
 @click.option("--tpm", type=float, default=None, help="Tokens per minute the account allows.")
+@click.option("--tokenizer", type=click.Path(exists=True), default=None,
+              help="A local tokenizer.json (or its folder) that counts prompts exactly for --tpm pacing.")  # fmt: skip
 @click.option("--max-tokens", type=click.IntRange(1), default=None, help="Override the prompts' max_tokens.")
 @click.option("--price-in", type=float, default=None, help="USD per 1M prompt tokens.")
 @click.option("--price-out", type=float, default=None, help="USD per 1M completion tokens.")
@@ -164,6 +166,10 @@ def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: s
 @click.option("--jitter-ms", type=float, default=0.0, show_default=True)
 @click.option("--rpm", type=int, default=None)
 @click.option("--tpm", type=int, default=None)
+@click.option("--burst-s", type=float, default=1.0, show_default=True,
+              help="The limits allow bursts of this many seconds' worth.")  # fmt: skip
+@click.option("--limit-headers/--no-limit-headers", default=True, show_default=True,
+              help="Send x-ratelimit-* headers with every answer.")  # fmt: skip
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--context-tokens", type=int, default=16_384, show_default=True)

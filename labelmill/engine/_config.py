@@ -38,6 +38,7 @@ class AnnotateConfig:
     concurrency: int = DEFAULT_CONCURRENCY
     rpm: float | None = None
     tpm: float | None = None
+    tokenizer: str | None = None  # a local tokenizer.json that counts prompts exactly, for TPM pacing
     prices: Prices | None = None  # None: dollars unknown (a budget then cannot be used)
     budget: float | None = None  # USD; spend never exceeds it
     auto_rate: bool = False  # the planner picks the explanation rate that spends the budget

@@ -9,10 +9,10 @@ from labelmill.testing._mock import (
     MockConfig,
     MockStats,
     MockTeacher,
-    count_tokens,
     load_answers,
     serve,
 )
+from labelmill.testing._ratelimits import count_tokens
 
 __all__ = [
     "ALL_CATEGORIES",

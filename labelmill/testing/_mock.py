@@ -5,15 +5,15 @@ choice from the prompt's `Choices:` line or a label from its `Labels:` line (a h
 question picks it, so both prompt variants of one example agree), with a rationale of about
 `rationale_words` words when the prompt asks for one; `--answers FILE` (JSONL of
 `{"contains": ..., "content": ...}`) replays real teacher outputs instead. It also plays a real
-API's bad days: latency with jitter, RPM/TPM limits over a 60 s sliding window plus a 1 s burst
-window with OpenAI-style 429s and headers, injected 500/503s, dropped connections, and a 400 for a
-prompt longer than its context.
+API's bad days: latency with jitter, RPM/TPM limits with OpenAI-style 429s and `x-ratelimit-*`
+headers (or none: `limit_headers=False`), token counts from a tokenizer no client shares
+(`_ratelimits.py`), injected 500/503s, dropped connections, and a 400 for a prompt longer than its
+context.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import hashlib
 import json
 import math
@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from labelmill.testing._corpus import ALL_CATEGORIES
+from labelmill.testing._ratelimits import MESSAGE_TOKENS, ServerLimits, count_tokens
 
 _CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
 _CHOICE = re.compile(r"\(([a-z])\)\s*(.*?)(?=\s+\([a-z]\)\s|\s*$)")
@@ -39,11 +40,6 @@ _CATEGORY_WORD = re.compile(r"\b(" + "|".join(map(re.escape, ALL_CATEGORIES)) + 
 _QUESTION_LINE = re.compile(r"^\s*(?:Question|Text|Premise|Hypothesis):\s*(.*)$", re.MULTILINE)
 
 
-def count_tokens(text: str) -> int:
-    """About four characters a token, as OpenAI's rule of thumb; never above the UTF-8 byte count."""
-    return (len(text) + 3) // 4
-
-
 @dataclass(slots=True)
 class MockConfig:
     latency_ms: float = 0.0
@@ -54,7 +50,9 @@ class MockConfig:
     drop_rate: float = 0.0  # fraction whose connection is dropped without an answer
     context_tokens: int = 16_384
     rationale_words: int = 24
-    retry_after_s: float | None = None  # fixed retry-after on 429s; default: when the window frees up
+    retry_after_s: float | None = None  # fixed retry-after on 429s; default: when the request would fit
+    limit_headers: bool = True  # send x-ratelimit-* headers (when a limit is set)
+    burst_s: float = 1.0  # the limits' buckets hold this many seconds of the per-minute limit
     api_key: str | None = None  # when set, other keys get 401
     seed: int = 0
     wrong_percent: int = 15  # on generated corpora, how often the mock answers at random instead
@@ -72,27 +70,6 @@ def load_answers(path: str | Path) -> list[tuple[str, str]]:
     return answers
 
 
-class _Window:
-    """Amounts over a sliding window of `seconds`."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.events: collections.deque[tuple[float, int]] = collections.deque()
-        self.total = 0
-
-    def used(self, now: float) -> int:
-        while self.events and self.events[0][0] <= now - self.seconds:
-            self.total -= self.events.popleft()[1]
-        return self.total
-
-    def add(self, now: float, amount: int) -> None:
-        self.events.append((now, amount))
-        self.total += amount
-
-    def frees_in(self, now: float) -> float:
-        return max(0.001, self.events[0][0] + self.seconds - now) if self.events else 0.001
-
-
 @dataclass(slots=True)
 class MockStats:
     requests: int = 0
@@ -103,6 +80,7 @@ class MockStats:
     rejected: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    limit_tokens: int = 0  # prompt tokens + max_tokens of every request admitted: what a TPM limit counts
 
 
 class MockTeacher:
@@ -110,17 +88,7 @@ class MockTeacher:
         self.config = config or MockConfig()
         self.stats = MockStats()
         self._rng = random.Random(self.config.seed)
-        self._windows: list[tuple[str, _Window, int]] = []
-        if self.config.rpm:
-            self._windows += [
-                ("requests", _Window(60), self.config.rpm),
-                ("requests", _Window(1), max(1, math.ceil(self.config.rpm / 60))),
-            ]
-        if self.config.tpm:
-            self._windows += [
-                ("tokens", _Window(60), self.config.tpm),
-                ("tokens", _Window(1), max(1, math.ceil(self.config.tpm / 60))),
-            ]
+        self._limits = ServerLimits(self.config.rpm, self.config.tpm, self.config.burst_s, self.config.limit_headers)
         self._answers_by_line = {c.strip(): a for c, a in self.config.answers}
         self._runner: web.AppRunner | None = None
         self._timer_lateness_s = 0.0
@@ -184,7 +152,7 @@ class MockTeacher:
         if config.models is not None and body.get("model") not in config.models:
             self.stats.rejected += 1
             return _error(400, f"Invalid model name passed in model={body.get('model')}.", "invalid_request_error")
-        prompt_tokens = count_tokens(prompt) + 4 * len(messages)
+        prompt_tokens = count_tokens(prompt) + MESSAGE_TOKENS * len(messages)
         if prompt_tokens + max_tokens > config.context_tokens:
             self.stats.rejected += 1
             return _error(
@@ -255,35 +223,19 @@ class MockTeacher:
 
     def _rate_limit(self, tokens: int) -> web.Response | None:
         now = asyncio.get_running_loop().time()
-        for kind, window, limit in self._windows:
-            amount = 1 if kind == "requests" else tokens
-            if window.used(now) + amount > limit:
-                self.stats.rate_limited += 1
-                wait = self.config.retry_after_s or window.frees_in(now)
-                headers = {
-                    **self._limit_headers(),
-                    "retry-after": str(max(1, math.ceil(wait))),
-                    "retry-after-ms": str(int(wait * 1000)),
-                }
-                return _error(
-                    429,
-                    f"Rate limit reached for {kind}. Please try again later.",
-                    "rate_limit_exceeded",
-                    headers,
-                )
-        for kind, window, _ in self._windows:
-            window.add(now, 1 if kind == "requests" else tokens)
-        return None
+        hit = self._limits.admit(now, tokens)
+        if hit is None:
+            self.stats.limit_tokens += tokens
+            return None
+        kind, wait = hit
+        self.stats.rate_limited += 1
+        wait = self.config.retry_after_s or wait
+        headers = {**self._limit_headers(), "retry-after": str(max(1, math.ceil(wait))),
+                   "retry-after-ms": str(max(1, int(wait * 1000)))}  # fmt: skip
+        return _error(429, f"Rate limit reached for {kind}. Please try again later.", "rate_limit_exceeded", headers)
 
     def _limit_headers(self) -> dict[str, str]:
-        headers = {}
-        now = asyncio.get_running_loop().time()
-        for kind, window, limit in self._windows:
-            if window.seconds == 60:
-                headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-                headers[f"x-ratelimit-remaining-{kind}"] = str(max(0, limit - window.used(now)))
-                headers[f"x-ratelimit-reset-{kind}"] = f"{window.frees_in(now):.3f}s"
-        return headers
+        return self._limits.headers(asyncio.get_running_loop().time())
 
     # -- answers ------------------------------------------------------------------------------
     def answer(self, prompt: str) -> str:

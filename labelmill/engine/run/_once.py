@@ -11,7 +11,15 @@ from labelmill.engine.money import Spending
 from labelmill.engine.run._result import RunResult
 from labelmill.engine.run._run import Run
 from labelmill.engine.run._sender import OnlineSender, Sender
-from labelmill.engine.teacher import AdaptiveConcurrency, CircuitBreaker, PricedTeacher, RateLimits, TeacherClient
+from labelmill.engine.teacher import (
+    AdaptiveConcurrency,
+    CircuitBreaker,
+    Pacing,
+    PricedTeacher,
+    RateLimits,
+    TeacherClient,
+    find_counter,
+)
 
 SenderFactory = Callable[[Spending], Sender]
 
@@ -35,5 +43,16 @@ async def run_once(
                 limits=RateLimits(config.rpm, config.tpm),
                 concurrency=AdaptiveConcurrency(config.concurrency),
                 breaker=CircuitBreaker(window_s=config.breaker_s),
+                pacing=pacing_for(config),
             )
             return await Run(config, store, OnlineSender(teacher), spending, interrupt).execute()
+
+
+def pacing_for(config: AnnotateConfig) -> Pacing:
+    """Exact prompt counts from a tokenizer on disk when one is named, or when a --tpm limit will
+    use them; otherwise the byte count, calibrated as answers come (a limit learned from headers
+    mid-run uses that). Loading tiktoken is not free: a run without a token limit skips it."""
+    if config.tokenizer is None and config.tpm is None:
+        return Pacing()
+    counter, name = find_counter(config.model, config.tokenizer)
+    return Pacing(counter, name)

@@ -68,6 +68,8 @@ class RunStats:
             "seconds": round(seconds, 3),
             "cpu_seconds": round(time.process_time() - self.started_cpu, 3),
             "examples_per_s": round(self.done / seconds, 1) if seconds > 0 else 0.0,
+            # the RPM/TPM limits in force, where they came from, and the rates achieved against them
+            "limits": self.teacher.limits(seconds) if self.teacher.limits is not None else None,
         }
 
     def line(self, show_dollars: bool, budget: float | None = None) -> str:
@@ -82,12 +84,29 @@ class RunStats:
             f"{self.failures} failed",
             f"{self.teacher.prompt_tokens + self.teacher.completion_tokens} tokens",
         ]
+        parts += self._limit_parts(seconds)
         if show_dollars:
             parts.append(f"${self.dollars:.4f}" + (f" of ${budget:.2f}" if budget is not None else ""))
         if self.total and self.done:
             eta = (self.total - self.done) * seconds / self.done
             parts.append(f"ETA {eta:.0f}s")
         return " | ".join(parts)
+
+    def _limit_parts(self, seconds: float) -> list[str]:
+        """`tok/min 588k of 600k (flag)` for each limit in force."""
+        if self.teacher.limits is None:
+            return []
+        parts = []
+        for kind, short in (("requests", "req/min"), ("tokens", "tok/min")):
+            limit = self.teacher.limits(seconds)[kind]
+            if limit["limit_per_min"]:
+                parts.append(f"{short} {_compact(limit['achieved_per_min'])} of {_compact(limit['limit_per_min'])} "
+                             f"({limit['source']})")  # fmt: skip
+        return parts
+
+
+def _compact(number: float) -> str:
+    return f"{number / 1e6:.2f}M" if number >= 1e6 else f"{number / 1e3:.1f}k" if number >= 1e4 else f"{number:.0f}"
 
 
 class Progress:

@@ -5,16 +5,21 @@ Imports `engine.money` and `engine.tasks`, nothing above it.
 
 from labelmill._exceptions import RequestRejected, RetryableError
 from labelmill.engine.teacher._attempt import Completer, PricedTeacher, TeacherCounters
-from labelmill.engine.teacher._client import Reply, TeacherClient, parse_duration, parse_retry_after
+from labelmill.engine.teacher._client import BeforeSend, Reply, TeacherClient, parse_duration, parse_retry_after
 from labelmill.engine.teacher._limits import AdaptiveConcurrency, CircuitBreaker, RateLimiter, RateLimits
 from labelmill.engine.teacher._oneshot import OneShot
+from labelmill.engine.teacher._pacing import Calibration, Pacing
 from labelmill.engine.teacher._retry import RetryPolicy, call_with_retries
+from labelmill.engine.teacher._tokenizers import find_counter
 
 __all__ = [
     "AdaptiveConcurrency",
+    "BeforeSend",
+    "Calibration",
     "CircuitBreaker",
     "Completer",
     "OneShot",
+    "Pacing",
     "PricedTeacher",
     "RateLimiter",
     "RateLimits",
@@ -25,6 +30,7 @@ __all__ = [
     "TeacherClient",
     "TeacherCounters",
     "call_with_retries",
+    "find_counter",
     "parse_duration",
     "parse_retry_after",
 ]

@@ -16,7 +16,7 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,9 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 # Statuses that concern one request (its size or content), not the run: the example becomes a
 # failure row and the run goes on. Any other 4xx (401, 403, 404, ...) stops the run at once.
 EXAMPLE_STATUSES = frozenset({400, 413, 422})
+
+
+BeforeSend = Callable[[], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,14 +134,17 @@ class TeacherClient:
         if self._session is not None:
             await self._session.close()
 
-    async def complete(self, body: Mapping[str, Any]) -> Reply:
-        """One attempt. Raises RetryableError, RequestRejected or TeacherStatusError."""
+    async def complete(self, body: Mapping[str, Any], before_send: BeforeSend | None = None) -> Reply:
+        """One attempt. Raises RetryableError, RequestRejected or TeacherStatusError.
+        `before_send()` is awaited last thing before the request goes on the wire."""
         assert self._session is not None, "use `async with TeacherClient(...)`"
         self._in_flight += 1
         try:
             if self._in_flight > self._peak_in_flight:
                 self._peak_in_flight = self._in_flight
                 await self._pace_new_connection()
+            if before_send is not None:
+                await before_send()
             return await self._complete(body)
         finally:
             self._in_flight -= 1
@@ -176,7 +182,7 @@ class TeacherClient:
             return Reply(data, headers)
         message = _server_message(text.decode("utf-8", errors="replace"))
         if status in RETRYABLE_STATUSES:
-            raise RetryableError("status", f"HTTP {status}: {message}", status, parse_retry_after(headers))
+            raise RetryableError("status", f"HTTP {status}: {message}", status, parse_retry_after(headers), headers)
         if status in EXAMPLE_STATUSES:
             raise RequestRejected(status, message)
         raise TeacherStatusError(status, message)

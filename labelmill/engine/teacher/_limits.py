@@ -1,9 +1,10 @@
 """Client-side limits: request and token rates, adaptive concurrency, and a circuit breaker.
 
-- `RateLimits`: RPM and TPM as `RateLimiter` schedules; the TPM limiter is acquired with the
-  request's token estimate (prompt upper bound + max_tokens). They run at 98% of the limit, so a
-  server counting over a 1-second window never sees more than its limit.
-  Limits tighten from `x-ratelimit-*` headers, and a 429's `retry-after` pauses every sender.
+- `RateLimits`: RPM and TPM as `RateLimiter` schedules, from flags or from `x-ratelimit-*` headers,
+  corrected by every answer's `remaining`; the TPM limiter is acquired with the pacing estimate of
+  `_pacing.py` (not the byte bound money reserves). They run at 98% of the limit, so a server
+  counting over a 1-second window never sees more than its limit. A 429's `retry-after` pauses
+  every sender.
 - `AdaptiveConcurrency`: AIMD on the number of requests in flight; halves on a 429 (at most once
   per cooldown), grows back by about one slot per window of successes.
 - `CircuitBreaker`: opens when nothing but 429/5xx/connection errors came back for a sustained
@@ -18,12 +19,17 @@ import asyncio
 import collections
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from labelmill._exceptions import CircuitOpenError
 from labelmill.engine.teacher._client import parse_duration
 
 # Send a little under the limit: the servers we talk to count requests over 1 s and 60 s windows.
 RATE_HEADROOM = 0.98
+# Tokens need less: the pacing estimate is already a high quantile of what the server counts, and
+# the server's own `remaining` corrects the schedule as it goes.
+TOKEN_HEADROOM = 0.99
+BOOK_AHEAD_S = 0.25  # how far ahead of its place on the token schedule a request books it
 
 
 class RateLimiter:
@@ -53,57 +59,146 @@ class RateLimiter:
         self._theoretical_arrival = arrival
         return max(0.0, arrival - self.burst * self._interval - now)
 
+    @property
+    def free_at(self) -> float:
+        """When a request of no size could go: the earliest a booking made now would start."""
+        return self._theoretical_arrival - self.burst * self._interval
+
+    def defer(self, until: float) -> bool:
+        """Never free up before `until`: what the server says its own bucket needs to drain.
+        True when that moved the schedule."""
+        if until <= self._theoretical_arrival:
+            return False
+        self._theoretical_arrival = until
+        return True
+
     async def acquire(self, amount: float = 1.0) -> None:
         wait = self.reserve(amount, asyncio.get_running_loop().time())
         if wait > 0:
             await asyncio.sleep(wait)
 
 
-def _limiter(per_minute: float) -> RateLimiter:
-    return RateLimiter(per_minute / 60 * RATE_HEADROOM)
+def _limiter(per_minute: float, headroom: float = RATE_HEADROOM) -> RateLimiter:
+    return RateLimiter(per_minute / 60 * headroom)
+
+
+def _headroom(kind: str) -> float:
+    return TOKEN_HEADROOM if kind == "tokens" else RATE_HEADROOM
+
+
+def _count(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+KINDS = ("requests", "tokens")
 
 
 class RateLimits:
-    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
-        self.rpm = rpm
-        self.tpm = tpm
-        self._requests = _limiter(rpm) if rpm else None
-        self._tokens = _limiter(tpm) if tpm else None
-        self._pause_until = 0.0
+    """The RPM and TPM limits in force, where each came from, and the schedules that keep to them.
 
-    async def acquire(self, tokens: int) -> None:
-        """Wait until a request of `tokens` (upper bound) may be sent."""
+    A limit comes from a flag (`--rpm/--tpm`), else from the `x-ratelimit-limit-*` headers of the
+    first answer that has them (a lower header limit also replaces a flag's), else there is none
+    and only adaptive concurrency reacts to 429s.
+
+    Every answer's `x-ratelimit-remaining-*` corrects the client's view. The server's bucket held
+    `limit - remaining` when it took the request, and drains at `limit / 60` a second. Less the
+    request's own count (a `RateLimiter` charges a request before it leaves, the server after),
+    that is what the schedule must still wait out: it never frees up before
+    `sent_at + (held - own) / rate`. In steady state this changes nothing; it catches a burst sent
+    before the limit was known, another client on the same key, and estimates that ran low. A
+    `remaining` of 0 with a reset pauses every sender until the reset.
+    """
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
+        self.per_minute: dict[str, float | None] = {"requests": rpm or None, "tokens": tpm or None}
+        self.source = {kind: "flag" if self.per_minute[kind] else "none" for kind in KINDS}
+        self._limiters = {kind: _limiter(n, _headroom(kind)) if n else None for kind, n in self.per_minute.items()}
+        self._pause_until = 0.0
+        self._token_turn = asyncio.Lock()  # FIFO: the token schedule is taken one request at a time
+        self.generation = 0  # counts limits learned and pauses begun: a request that waited since obeys them
+
+    @property
+    def rpm(self) -> float | None:
+        return self.per_minute["requests"]
+
+    @property
+    def tpm(self) -> float | None:
+        return self.per_minute["tokens"]
+
+    @property
+    def paces_tokens(self) -> bool:
+        return self._limiters["tokens"] is not None
+
+    async def acquire(self, tokens: Callable[[], int]) -> None:
+        """Wait until a request may be sent; `tokens()` is what it counts against a TPM limit.
+
+        Requests take the token schedule in turn, and book their place at most `BOOK_AHEAD_S`
+        before it comes, with the estimate of then: booked on arrival, a hundred waiting requests
+        would all be paced by the estimate of the moment they arrived, long before calibration
+        caught up. Booking a little ahead (not at the moment itself) keeps a late timer from
+        shifting everything after it."""
         loop = asyncio.get_running_loop()
         # A loop, not an Event: a 429 arriving during the sleep may push the deadline further.
         while (wait := self._pause_until - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
-        if self._requests is not None:
-            await self._requests.acquire()
-        if self._tokens is not None:
-            await self._tokens.acquire(float(tokens))
+        if (requests := self._limiters["requests"]) is not None:
+            await requests.acquire()
+        if self._limiters["tokens"] is not None:
+            async with self._token_turn:
+                # A loop, not an Event: headers may move the schedule during the sleep.
+                while (limiter := self._limiters["tokens"]) is not None and (  # noqa: ASYNC110
+                    early := limiter.free_at - BOOK_AHEAD_S - loop.time()
+                ) > 0:
+                    await asyncio.sleep(early)
+                wait = limiter.reserve(float(tokens()), loop.time()) if limiter is not None else 0.0
+            if wait > 0:
+                await asyncio.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         """Hold every sender for `seconds` (a 429's retry-after, or a header saying 0 left)."""
         loop = asyncio.get_running_loop()
-        self._pause_until = max(self._pause_until, loop.time() + seconds)
+        if loop.time() + seconds > self._pause_until:
+            self._pause_until = loop.time() + seconds
+            self.generation += 1
 
-    def observe(self, headers: Mapping[str, str]) -> None:
-        """Tighten from `x-ratelimit-*` headers: a lower advertised limit, or nothing remaining."""
-        limit = headers.get("x-ratelimit-limit-requests")
-        if limit and limit.isdigit() and (self.rpm is None or int(limit) < self.rpm):
-            self.rpm = float(limit)
-            self._requests = _limiter(self.rpm)
-        limit_tokens = headers.get("x-ratelimit-limit-tokens")
-        if limit_tokens and limit_tokens.isdigit() and (self.tpm is None or int(limit_tokens) < self.tpm):
-            self.tpm = float(limit_tokens)
-            self._tokens = _limiter(self.tpm)
-        for kind in ("requests", "tokens"):
-            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
-            reset = headers.get(f"x-ratelimit-reset-{kind}")
-            if remaining == "0" and reset:
-                seconds = parse_duration(reset)
+    def observe(
+        self, headers: Mapping[str, str], sent_at: float | None = None, counted: Mapping[str, int] | None = None
+    ) -> None:
+        """Learn from one answer's `x-ratelimit-*` headers (any status). `sent_at`: when its request
+        left, by the loop's clock; `counted`: what the server counted for it per kind (None: a 429,
+        which counts nothing)."""
+        for kind in KINDS:
+            limit = _count(headers.get(f"x-ratelimit-limit-{kind}"))
+            current = self.per_minute[kind]
+            if limit and (current is None or limit < current):
+                self.per_minute[kind], self.source[kind] = float(limit), "header"
+                self._limiters[kind] = _limiter(limit, _headroom(kind))
+                self.generation += 1
+            remaining = _count(headers.get(f"x-ratelimit-remaining-{kind}"))
+            if remaining == 0:
+                seconds = parse_duration(headers.get(f"x-ratelimit-reset-{kind}") or "")
                 if seconds:
                     self.pause(min(seconds, 60.0))
+            limiter = self._limiters[kind]
+            if limit and remaining is not None and limiter is not None and sent_at is not None:
+                held = max(0, limit - remaining) - (counted or {}).get(kind, 0)
+                if held > 0:
+                    limiter.defer(sent_at + held / (limit / 60))
+
+    def report(self, seconds: float, requests: int, tokens: int) -> dict[str, Any]:
+        """Per kind: the limit in force, its source, and the rate achieved (`requests` the server
+        took, `tokens` counted the server's way: prompt tokens + max_tokens)."""
+        out: dict[str, Any] = {}
+        for kind, used in (("requests", requests), ("tokens", tokens)):
+            achieved = used / seconds * 60 if seconds > 0 else 0.0
+            limit = self.per_minute[kind]
+            out[kind] = {
+                "limit_per_min": limit,
+                "source": self.source[kind],
+                "achieved_per_min": round(achieved, 1),
+                "share_of_limit": round(achieved / limit, 4) if limit else None,
+            }
+        return out
 
 
 class AdaptiveConcurrency:
