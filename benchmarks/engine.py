@@ -1,6 +1,6 @@
-"""The engine's goals W1-W4 (issue 3), end to end against the mock teacher in its own process.
+"""The engine's goals W1-W6, end to end against the mock teacher in its own process.
 
-    .venv/bin/python benchmarks/engine.py [--quick] [--full] [--json]
+    .venv/bin/python benchmarks/engine.py [--quick] [--full] [--only W5,W6] [--json]
 
 Each workload runs a real `labelmill annotate` (or `replay`) process pinned to core 0, with the mock
 teacher pinned to core 1, and includes store writes, parsing and shards. W1-W3 run `--repeat` times
@@ -24,7 +24,12 @@ GOALS = {
     "W2": "2,000 req, 200 ms, c=100: >= 0.97 of 500 req/s",
     "W3": "server 6,000 RPM (1 s burst window), 50 ms, 1,500 req, --rpm 6000: >= 0.97 of 100 req/s, < 1% 429s",
     "W4": "replay 3,000: process < 1.5 s; replay 100,000: >= 30,000 records/s; memory flat 10k -> 1M",
-}
+    "W5": "server 600,000 TPM (1 s window), 50 ms, 1,500 label+rationale req, c=100, --tpm 600000: "
+          ">= 0.95 of the allowance, < 1% 429s",
+    "W6-TPM": "W5's server, no --rpm/--tpm (limits from headers only): >= 0.90 of the limit, < 2% 429s",
+    "W6-RPM": "the same with a 6,000 RPM limit instead: >= 0.90 of the limit, < 2% 429s",
+}  # fmt: skip
+RATIONALES = ("--rationale-rate", "1")
 
 
 def fill_store(workdir: Path, n: int) -> tuple[Path, Path, Path]:
@@ -42,18 +47,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small corpora: a smoke run, not the goals")
     parser.add_argument("--full", action="store_true", help="also replay 1,000,000 examples")
     parser.add_argument("--repeat", type=int, default=3, help="runs of W1-W3; the median is reported")
+    parser.add_argument("--only", help="comma-separated workloads to run (W1..W6)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     results: dict[str, Any] = {}
+    only = set(args.only.split(",")) if args.only else None
     with tempfile.TemporaryDirectory(prefix="labelmill-bench-", dir=".") as tmp:
         workdir = Path(tmp)
         for workload in (
             Workload("W1", 3000 // scale, 0, 64),
             Workload("W2", 2000 // scale, 200, 100),
             Workload("W3", 1500 // scale, 50, 64, server_rpm=6000, client_rpm=6000),
+            Workload("W5", 1500 // scale, 50, 100, server_tpm=600_000, client_tpm=600_000, extra_args=RATIONALES),
+            Workload("W6-TPM", 1500 // scale, 50, 100, server_tpm=600_000, extra_args=RATIONALES),
+            Workload("W6-RPM", 1500 // scale, 50, 100, server_rpm=6000, extra_args=RATIONALES),
         ):
-            results[workload.name] = median_run(workload, workdir, args.repeat)
+            if only is None or workload.name.split("-")[0] in only or workload.name in only:
+                by = "limit_share" if workload.name.startswith(("W5", "W6")) else "req_s"
+                results[workload.name] = median_run(workload, workdir, args.repeat, by)
+        if only is not None and "W4" not in only:
+            print(json.dumps(results, indent=2) if args.json else report(results))
+            return
         big = 100_000 // scale
         corpus, cache, out = fill_store(workdir, big)
         results["W4"] = {
@@ -69,15 +84,16 @@ def main() -> None:
     print(report(results))
 
 
-def median_run(workload: Workload, workdir: Path, repeat: int) -> dict[str, Any]:
-    """The run with the median request rate of `repeat` runs, with every run's rate beside it."""
+def median_run(workload: Workload, workdir: Path, repeat: int, by: str = "req_s") -> dict[str, Any]:
+    """The run with the median `by` (request rate, or share of the server's limit) of `repeat`
+    runs, with every run's value beside it."""
     runs = []
     for i in range(max(1, repeat)):
         run_dir = workdir / f"{workload.name}-{i}"
         run_dir.mkdir()
         runs.append(run_workload(workload, run_dir))
-    runs.sort(key=lambda run: float(run["req_s"]))
-    return {**runs[len(runs) // 2], "runs_req_s": [run["req_s"] for run in runs]}
+    runs.sort(key=lambda run: float(run[by]))
+    return {**runs[len(runs) // 2], f"runs_{by}": [run[by] for run in runs]}
 
 
 def median_replay(
@@ -102,8 +118,26 @@ def spread(result: dict[str, Any], runs: str = "runs_req_s", unit: str = "req/s"
 
 
 def report(results: dict[str, Any]) -> str:
+    rows = [row for row in _engine_rows(results) if row[0] in results]
+    for name in ("W5", "W6-TPM", "W6-RPM"):
+        if name in results:
+            run = results[name]
+            shares = run["runs_limit_share"]
+            rows.append((name, f"{run['limit_share']} of {run['limit']}, {run['rate_limited_share']:.2%} 429s, "
+                               f"{run['req_s']:,.1f} req/s (median of {len(shares)}: {shares[0]}-{shares[-1]})",
+                         GOALS[name]))  # fmt: skip
+    shown = {name for name, _, _ in rows}
+    rows += [(name, f"`{json.dumps(run)}`", GOALS.get(name, "")) for name, run in results.items() if name not in shown]
+    lines = ["| workload | measured | goal |", "|---|---|---|"]
+    lines += [f"| {name} | {measured} | {goal} |" for name, measured, goal in rows]
+    return "\n".join(lines)
+
+
+def _engine_rows(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    if not {"W1", "W2", "W3", "W4"} <= results.keys():
+        return []
     w1, w2, w3, w4 = results["W1"], results["W2"], results["W3"], results["W4"]
-    rows = [
+    return [
         ("W1", f"{w1['req_s']:,.0f} req/s, {w1['cpu_s_per_1k']} CPU-s/1k, {w1['peak_rss_mb']} MB" + spread(w1),
          GOALS["W1"]),
         ("W2", f"{w2['req_s']:,.1f} req/s = {w2['ratio_to_ideal']} of ideal" + spread(w2), GOALS["W2"]),
@@ -115,9 +149,6 @@ def report(results: dict[str, Any]) -> str:
                f"RSS 10k {w4['replay_10k']['peak_rss_mb']} MB, 100k {w4['replay_100k']['peak_rss_mb']} MB"
                + (f", 1M {w4['replay_1m']['peak_rss_mb']} MB" if "replay_1m" in w4 else ""), GOALS["W4"]),
     ]  # fmt: skip
-    lines = ["| workload | measured | goal |", "|---|---|---|"]
-    lines += [f"| {name} | {measured} | {goal} |" for name, measured, goal in rows]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +29,9 @@ class Workload:
     concurrency: int = 64
     server_rpm: int | None = None
     client_rpm: int | None = None
-    extra_args: tuple[str, ...] = field(default=())
+    extra_args: tuple[str, ...] = field(default=())  # for the client
+    server_tpm: int | None = None
+    client_tpm: int | None = None
 
     @property
     def ideal_req_s(self) -> float | None:
@@ -97,16 +100,22 @@ def run_workload(workload: Workload, workdir: Path) -> dict[str, Any]:
     mock_args = ["--latency-ms", str(workload.latency_ms)]
     if workload.server_rpm:
         mock_args += ["--rpm", str(workload.server_rpm)]
+    if workload.server_tpm:
+        mock_args += ["--tpm", str(workload.server_tpm)]
     client_args = [
         "annotate", str(corpus), "--task", "cqa", "--out", str(workdir / f"{workload.name}-out"),
         "--cache", str(workdir / f"{workload.name}-cache"), "--concurrency", str(workload.concurrency),
-        *(["--rpm", str(workload.client_rpm)] if workload.client_rpm else []), *workload.extra_args,
+        *(["--rpm", str(workload.client_rpm)] if workload.client_rpm else []),
+        *(["--tpm", str(workload.client_tpm)] if workload.client_tpm else []), *workload.extra_args,
     ]  # fmt: skip
     with mock_process(*mock_args) as url:
         summary = run_labelmill([*client_args, "--base-url", url])
+        with urllib.request.urlopen(url.rsplit("/v1", 1)[0] + "/stats") as answer:
+            served = json.loads(answer.read())
     req_s = summary["requests"] / summary["seconds"] if summary["seconds"] else 0.0
     ideal = workload.ideal_req_s
     return {
+        **_limit_share(workload, served, summary["seconds"]),
         "workload": workload.name,
         "n": workload.n,
         "latency_ms": workload.latency_ms,
@@ -119,6 +128,18 @@ def run_workload(workload: Workload, workdir: Path) -> dict[str, Any]:
         "rate_limited_share": round(summary["rate_limited_429"] / max(1, summary["requests"]), 4),
         "records": summary["records"],
     }
+
+
+def _limit_share(workload: Workload, served: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """What the server counted against its binding limit, as a share of what the limit allowed over
+    the run (the server's own counts: the client's estimates play no part)."""
+    if workload.server_tpm:
+        allowed = workload.server_tpm / 60 * seconds
+        return {"limit": f"{workload.server_tpm:,} TPM", "limit_share": round(served["limit_tokens"] / allowed, 3)}
+    if workload.server_rpm:
+        allowed = workload.server_rpm / 60 * seconds
+        return {"limit": f"{workload.server_rpm:,} RPM", "limit_share": round(served["ok"] / allowed, 3)}
+    return {}
 
 
 def run_replay(

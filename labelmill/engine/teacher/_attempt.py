@@ -119,8 +119,9 @@ class PricedTeacher:
             self.counters.limit_tokens += counted
             self.breaker.record_success()
             self.concurrency.on_success()
-            self.pacing.observe(request.variant, request.base, usage)
             self.limits.observe(reply.headers, request.sent_at, {"requests": 1, "tokens": counted})
+            if self.limits.paces_tokens:  # a limit from a flag, or from these very headers
+                self.pacing.observe(request.variant, request.base, usage)
             return reply.body
 
         response = await call_with_retries(attempt, self.retry, self._on_retry, self._sleep)
