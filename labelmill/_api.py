@@ -44,17 +44,19 @@ def annotate_config(
     tokenizer: str | Path | None = None, max_tokens: int | None = None, price_in: float | None = None,
     price_out: float | None = None,
     prices: Prices | str | Path | None = None, limit: int | None = None, shard_size: int = 10_000,
-    timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False,
+    timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False, route: str = "online",
+    detach: bool = False, batch_discount: float | None = None, batch_poll_s: float = 60.0,
 ) -> AnnotateConfig:  # fmt: skip
     """The settings of an annotate run, checked; the same defaults as `labelmill annotate`."""
     resolved: Prices | None
     if isinstance(prices, Prices):
-        resolved = prices if price_in is None and price_out is None else Prices(
+        resolved = prices if price_in is None and price_out is None and batch_discount is None else Prices(
             price_in if price_in is not None else prices.input_per_m,
             price_out if price_out is not None else prices.output_per_m,
+            batch_discount if batch_discount is not None else prices.batch_discount,
         )  # fmt: skip
     else:
-        resolved = resolve_prices(model, price_in, price_out, prices)
+        resolved = resolve_prices(model, price_in, price_out, prices, batch_discount)
     auto = rationale_rate == "auto" and budget is not None
     return AnnotateConfig(
         source=str(input), task=load_task(task) if isinstance(task, str) else task, out_dir=Path(out),
@@ -64,7 +66,8 @@ def annotate_config(
         select=select, budget=budget, prices=resolved, seed=seed, concurrency=concurrency, rpm=rpm, tpm=tpm,
         tokenizer=None if tokenizer is None else str(tokenizer), max_tokens=max_tokens, limit=limit,
         shard_size=shard_size, timeout_s=timeout,
-        retry=RetryPolicy(attempts=attempts), shots=shots, progress=progress,
+        retry=RetryPolicy(attempts=attempts), shots=shots, progress=progress, route=route, detach=detach,
+        batch_poll_s=batch_poll_s,
     )  # fmt: skip
 
 

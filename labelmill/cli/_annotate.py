@@ -32,8 +32,12 @@ def _finish(result: RunResult, as_json: bool) -> None:
     code = EXIT_CODES[result.status]
     if as_json:
         print_json({**result.summary, "exit_code": code})
+    elif "examples" not in result.summary:  # a detached batch run: nothing written yet
+        click.echo(_batches_line(result.summary["batches"]), err=True)
     else:
         s = result.summary
+        if "batches" in s:
+            click.echo(_batches_line(s["batches"]), err=True)
         paid = "cost unknown" if s["dollars"] is None else f"${s['dollars']:.4f} paid"
         failures = ", ".join(f"{n} {reason}" for reason, n in s["failure_reasons"].items())
         click.echo(
@@ -44,6 +48,44 @@ def _finish(result: RunResult, as_json: bool) -> None:
             err=True,
         )
     sys.exit(code)
+
+
+def _batches_line(batches: dict[str, Any]) -> str:
+    states = ", ".join(f"{n} {status}" for status, n in batches["by_status"].items())
+    return (f"batches: {batches['batches']} ({states}); {batches['answered']} answered, {batches['failed']} failed, "
+            f"{batches['resubmitted']} resubmitted; ${batches['spent_usd']:.4f} spent, "
+            f"${batches['reserved_usd']:.4f} reserved")  # fmt: skip
+
+
+@main.command()
+@click.argument("action", type=click.Choice(["status", "collect", "cancel"]))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="The run's output directory.")
+@cache_option
+@click.option("--base-url", default=None, help="Default: the one the batches were sent to.")
+@click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Default: $OPENAI_API_KEY.")
+@click.option("--prices", "prices_file", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option("--batch-discount", type=float, default=None)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def batches(action: str, out_dir: str, cache_dir: str, base_url: str | None, api_key: str | None,
+            prices_file: str | None, batch_discount: float | None, as_json: bool) -> None:  # fmt: skip
+    """What a batch run has in flight (status); collect the finished batches without submitting
+    anything (collect); cancel the live ones, keeping what they answered (cancel)."""
+    import json as _json
+
+    from labelmill.engine import manage_batches
+
+    setup_logging(as_json)
+    state_file = Path(out_dir) / "batches.json"
+    model = _json.loads(state_file.read_text())["model"] if state_file.exists() else DEFAULT_MODEL
+    prices = resolve_prices(model, None, None, prices_file, batch_discount)
+    summary = run_async(manage_batches(action, Path(out_dir), Path(cache_dir), prices, api_key, base_url))
+    if as_json:
+        print_json(summary)
+    else:
+        click.echo(_batches_line(summary))
+        for live in summary.get("live", []):
+            click.echo(f"  {live['name']}  {live['batch_id'] or '-'}  {live['status']}  {live['requests']} requests")
 
 
 @main.command()
@@ -86,6 +128,14 @@ def _finish(result: RunResult, as_json: bool) -> None:
     show_default=True,
     help="Few-shot label+rationale prompts: demonstrations from INPUT's gold answers and rationales.",
 )
+@click.option("--route", type=click.Choice(["online", "batch", "auto"]), default="online", show_default=True,
+              help="batch: the Batch API at its price (answers within 24 h); auto: batch, then online for "
+                   "what the batches could not answer.")  # fmt: skip
+@click.option("--detach", is_flag=True, help="Batch route: submit, collect what is finished, exit 3; rerun later.")
+@click.option("--batch-discount", type=float, default=None,
+              help="Batch price as a share of the online one (default 0.5, or the prices file's).")  # fmt: skip
+@click.option("--batch-poll-s", type=click.FloatRange(0.01), default=60.0, show_default=True,
+              help="The longest wait between two polls of the batches in flight.")  # fmt: skip
 @click.option("--estimate", is_flag=True, help="Price the corpus without sending anything.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @handle_errors
@@ -95,7 +145,7 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
              **options: Any) -> None:  # fmt: skip
     """Annotate INPUT (.jsonl, .csv, .parquet or - for stdin) with a teacher LLM into shards."""
     setup_logging(as_json)
-    prices = resolve_prices(options["model"], price_in, price_out, prices_file)
+    prices = resolve_prices(options["model"], price_in, price_out, prices_file, options["batch_discount"])
     if estimate:
         _print_estimate(source, load_task(task_spec), prices, cache_dir, options["limit"], budget, as_json)
         return
@@ -170,6 +220,12 @@ def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: s
               help="The limits allow bursts of this many seconds' worth.")  # fmt: skip
 @click.option("--limit-headers/--no-limit-headers", default=True, show_default=True,
               help="Send x-ratelimit-* headers with every answer.")  # fmt: skip
+@click.option("--batch-latency-s", type=float, default=0.5, show_default=True, help="How long a batch takes.")
+@click.option("--batch-expire-fraction", type=click.FloatRange(0, 1), default=None,
+              help="Batches expire with this share of their lines done.")  # fmt: skip
+@click.option("--batch-line-error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
+@click.option("--batch-fail-validation", is_flag=True)
+@click.option("--batch-enqueued-tokens", type=int, default=None, help="Fail larger batches (token_limit_exceeded).")
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--context-tokens", type=int, default=16_384, show_default=True)

@@ -15,7 +15,7 @@ outside engine/ imports its private modules. Never imports torch, transformers o
 
 from labelmill.engine._config import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MODEL, AnnotateConfig, env_base_url
 from labelmill.engine.money import BudgetExhausted, Prices, Spending, estimate_corpus, resolve_prices
-from labelmill.engine.run import RunResult, RunStatus, Sender, SenderFactory, annotate
+from labelmill.engine.run import RunResult, RunStatus, Sender, SenderFactory, annotate, manage_batches
 from labelmill.engine.selection import selection_score, wants_rationale
 from labelmill.engine.tasks import (
     BUILTIN_TASKS,
@@ -76,6 +76,7 @@ __all__ = [
     "estimate_corpus",
     "iter_rows",
     "load_task",
+    "manage_batches",
     "parse_response",
     "placeholders",
     "resolve_label",

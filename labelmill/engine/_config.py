@@ -52,6 +52,12 @@ class AnnotateConfig:
     breaker_s: float = 120.0
     grace_s: float = 5.0
     replay: bool = False
+    route: str = "online"  # "batch": the Batch API at its price; "auto": batch, then online for what it missed
+    detach: bool = False  # batch route: submit, collect what is finished, and return (PARTIAL while in flight)
+    batch_poll_s: float = 60.0  # the longest wait between two polls of the batches in flight
+    batch_max_requests: int = 50_000  # lines of one batch input file
+    batch_max_bytes: int = 200 * 1024 * 1024
+    batch_attempts: int = 3  # submissions of a key whose lines expire or fail with 429/5xx
     replay_workers: int | None = None  # processes resolving a JSONL replay; None: one per core past 4 MB
     progress: bool = True
 
@@ -67,6 +73,8 @@ class AnnotateConfig:
             )
         if self.auto_rate and self.budget is None and not self.replay:
             raise UsageError("--rationale-rate auto plans against a budget: give --budget USD")
+        if self.route not in ("online", "batch", "auto"):
+            raise UsageError(f"--route is online, batch or auto, not {self.route!r}")
         if self.select == "uncertainty" and self.budget is None and not self.replay:
             raise UsageError("--select uncertainty spends what a budget leaves after labelling: give --budget USD")
 
@@ -97,4 +105,5 @@ class AnnotateConfig:
             "max_tokens": self.max_tokens,
             "shots": self.shots,
             "selection": "uncertainty" if self.select == "uncertainty" else "auto" if self.auto_rate else "fixed",
+            "route": self.route,  # which API bought the answers: records do not say, the manifest does
         }

@@ -26,6 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
+from labelmill.testing._batches import BatchFlags, MockBatches
 from labelmill.testing._corpus import ALL_CATEGORIES
 from labelmill.testing._ratelimits import MESSAGE_TOKENS, ServerLimits, count_tokens
 
@@ -58,6 +59,12 @@ class MockConfig:
     wrong_percent: int = 15  # on generated corpora, how often the mock answers at random instead
     answers: list[tuple[str, str]] = field(default_factory=list)
     models: tuple[str, ...] | None = None  # when set, any other model gets 400 "Invalid model name"
+    # The Batch API (`_batches.py`): how long a batch takes, and its bad days
+    batch_latency_s: float = 0.5
+    batch_expire_fraction: float | None = None  # expire with this fraction of the lines done
+    batch_line_error_rate: float = 0.0  # lines answered 500 in the error file
+    batch_fail_validation: bool = False
+    batch_enqueued_tokens: int | None = None  # a larger batch fails with token_limit_exceeded
 
 
 def load_answers(path: str | Path) -> list[tuple[str, str]]:
@@ -90,6 +97,11 @@ class MockTeacher:
         self._rng = random.Random(self.config.seed)
         self._limits = ServerLimits(self.config.rpm, self.config.tpm, self.config.burst_s, self.config.limit_headers)
         self._answers_by_line = {c.strip(): a for c, a in self.config.answers}
+        flags = BatchFlags(self.config.batch_latency_s, self.config.batch_expire_fraction,
+                           self.config.batch_line_error_rate, self.config.batch_fail_validation,
+                           self.config.batch_enqueued_tokens)  # fmt: skip
+        self.batches = MockBatches(flags, self.refusal, self.completion, self.prompt_tokens,
+                                   lambda text: _stable_index(text, 1_000_000) / 1_000_000)  # fmt: skip
         self._runner: web.AppRunner | None = None
         self._timer_lateness_s = 0.0
         self.base_url = ""
@@ -100,6 +112,7 @@ class MockTeacher:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/stats", self.stats_handler)
+        self.batches.routes(app)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -129,7 +142,11 @@ class MockTeacher:
         return web.json_response({"object": "list", "data": [{"id": "mock-teacher", "object": "model"}]})
 
     async def stats_handler(self, request: web.Request) -> web.Response:
-        return web.json_response({name: getattr(self.stats, name) for name in MockStats.__slots__})
+        stats: dict[str, Any] = {name: getattr(self.stats, name) for name in MockStats.__slots__}
+        batches = self.batches.stats
+        stats["batch"] = {"files_uploaded": batches.files_uploaded, "batches_created": batches.batches_created,
+                          "max_uploads_per_key": max(batches.batch_uploads.values(), default=0)}  # fmt: skip
+        return web.json_response(stats)
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         # Latency counts from arrival: the work below happens inside it, so a burst of requests
@@ -143,25 +160,14 @@ class MockTeacher:
             return _error(401, "Incorrect API key provided.", "invalid_api_key")
         try:
             body = json.loads(await request.read())
-            messages = body["messages"]
-            prompt = "\n".join(str(m.get("content", "")) for m in messages)
-            max_tokens = int(body.get("max_tokens") or 256)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            self.stats.rejected += 1
-            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
-        if config.models is not None and body.get("model") not in config.models:
-            self.stats.rejected += 1
-            return _error(400, f"Invalid model name passed in model={body.get('model')}.", "invalid_request_error")
-        prompt_tokens = count_tokens(prompt) + MESSAGE_TOKENS * len(messages)
-        if prompt_tokens + max_tokens > config.context_tokens:
-            self.stats.rejected += 1
-            return _error(
-                400,
-                f"This model's maximum context length is {config.context_tokens} tokens. However, you "
-                f"requested {prompt_tokens + max_tokens} tokens. Please reduce the length of the messages.",
-                "context_length_exceeded",
-            )
-        limited = self._rate_limit(prompt_tokens + max_tokens)
+        except ValueError:
+            body = None
+        refused = self.refusal(body)
+        if refused is not None:
+            return web.json_response(refused[1], status=refused[0])
+        assert isinstance(body, dict)
+        max_tokens = int(body.get("max_tokens") or 256)
+        limited = self._rate_limit(self.prompt_tokens(body) + max_tokens)
         if limited is not None:
             return limited
         roll = self._rng.random()
@@ -174,6 +180,43 @@ class MockTeacher:
             self.stats.server_errors += 1
             status = 500 if self._rng.random() < 0.5 else 503
             return _error(status, "The server had an error while processing your request.", "server_error")
+        response = web.json_response(self.completion(body), headers=self._limit_headers())
+        await self._sleep_until(answer_at)
+        return response
+
+    # -- one answer, online or in a batch -------------------------------------------------------
+    @staticmethod
+    def prompt_tokens(body: dict[str, Any]) -> int:
+        messages = body["messages"]
+        return count_tokens("\n".join(str(m.get("content", "")) for m in messages)) + MESSAGE_TOKENS * len(messages)
+
+    def refusal(self, body: Any) -> tuple[int, dict[str, Any]] | None:
+        """(status, error body) for a request no server would answer, else None."""
+        config = self.config
+        try:
+            assert isinstance(body, dict)
+            prompt_tokens = self.prompt_tokens(body)
+            max_tokens = int(body.get("max_tokens") or 256)
+        except (AssertionError, ValueError, KeyError, TypeError, AttributeError):
+            self.stats.rejected += 1
+            return 400, _error_body("We could not parse the JSON body of your request.", "invalid_request_error")
+        if config.models is not None and body.get("model") not in config.models:
+            self.stats.rejected += 1
+            return 400, _error_body(f"Invalid model name passed in model={body.get('model')}.", "invalid_request_error")
+        if prompt_tokens + max_tokens > config.context_tokens:
+            self.stats.rejected += 1
+            return 400, _error_body(
+                f"This model's maximum context length is {config.context_tokens} tokens. However, you "
+                f"requested {prompt_tokens + max_tokens} tokens. Please reduce the length of the messages.",
+                "context_length_exceeded",
+            )
+        return None
+
+    def completion(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The chat completion for `body` (already checked by `refusal`), counted in the stats."""
+        messages, max_tokens = body["messages"], int(body.get("max_tokens") or 256)
+        prompt = "\n".join(str(m.get("content", "")) for m in messages)
+        prompt_tokens = self.prompt_tokens(body)
         content = self.propose(prompt, int(body.get("seed") or 0)) if OPTIMIZER_MARK in prompt else self.answer(prompt)
         words = content.split(" ")
         while count_tokens(content) > max_tokens and len(words) > 1:
@@ -190,23 +233,18 @@ class MockTeacher:
         }
         if body.get("logprobs"):
             choice["logprobs"] = self._logprobs(prompt, int(body.get("top_logprobs") or 2))
-        response = web.json_response(
-            {
-                "id": "chatcmpl-mock",
-                "object": "chat.completion",
-                "created": 0,
-                "model": str(body.get("model", "mock-teacher")),
-                "choices": [choice],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
+        return {
+            "id": "chatcmpl-mock",
+            "object": "chat.completion",
+            "created": 0,
+            "model": str(body.get("model", "mock-teacher")),
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
             },
-            headers=self._limit_headers(),
-        )
-        await self._sleep_until(answer_at)
-        return response
+        }
 
     async def _sleep_until(self, deadline: float) -> None:
         """Sleep until `deadline` (time.monotonic), aiming early by how late timers have been firing.
@@ -329,9 +367,12 @@ def _stable_index(text: str, n: int) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big") % n
 
 
+def _error_body(message: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": code, "code": code}}
+
+
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": code, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(_error_body(message, code), status=status, headers=headers)
 
 
 async def serve(config: MockConfig, host: str, port: int) -> None:

@@ -11,14 +11,22 @@ from typing import Any
 
 from labelmill._exceptions import UsageError
 
+DEFAULT_BATCH_DISCOUNT = 0.5  # the Batch API's price against the online one (OpenAI, Azure OpenAI)
+
 
 @dataclass(frozen=True, slots=True)
 class Prices:
     input_per_m: float
     output_per_m: float
+    batch_discount: float = DEFAULT_BATCH_DISCOUNT
 
     def cost(self, prompt_tokens: int | float, completion_tokens: int | float) -> float:
         return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1e6
+
+    def batch(self) -> Prices:
+        """What the Batch API charges."""
+        d = self.batch_discount
+        return Prices(self.input_per_m * d, self.output_per_m * d, 1.0)
 
 
 def price_table() -> dict[str, Any]:
@@ -29,9 +37,14 @@ def price_table() -> dict[str, Any]:
 
 
 def resolve_prices(
-    model: str, price_in: float | None, price_out: float | None, prices_file: str | Path | None = None
+    model: str,
+    price_in: float | None,
+    price_out: float | None,
+    prices_file: str | Path | None = None,
+    batch_discount: float | None = None,
 ) -> Prices | None:
-    """Flags win, then a TOML override file (`[models."name"] input = .. output = ..`), then the table."""
+    """Flags win, then a TOML override file (`[models."name"] input = .. output = ..`, and
+    optionally `batch_discount = ..`), then the table."""
     models: dict[str, Any] = dict(price_table()["models"])
     if prices_file is not None:
         try:
@@ -48,7 +61,11 @@ def resolve_prices(
     price_out = price_out if price_out is not None else (listed or {}).get("output")
     if price_in is None or price_out is None:
         return None
-    return Prices(float(price_in), float(price_out))
+    if batch_discount is None:
+        batch_discount = float((listed or {}).get("batch_discount", DEFAULT_BATCH_DISCOUNT))
+    if not 0 < batch_discount <= 1:
+        raise UsageError(f"a batch discount is a price factor in (0, 1], not {batch_discount}")
+    return Prices(float(price_in), float(price_out), batch_discount)
 
 
 def token_upper_bound(body: dict[str, Any]) -> int:

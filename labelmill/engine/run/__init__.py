@@ -5,6 +5,7 @@ The top of the engine: it may import every other engine room; none of them impor
 """
 
 from labelmill.engine.run._annotate import annotate
+from labelmill.engine.run._batch import manage_batches
 from labelmill.engine.run._failures import Failure, FailureLog, IdRegistry
 from labelmill.engine.run._once import SenderFactory
 from labelmill.engine.run._requests import Done, Outcome, Request, Requests
@@ -38,5 +39,6 @@ __all__ = [
     "Stop",
     "StopReason",
     "annotate",
+    "manage_batches",
     "selection_for",
 ]

@@ -18,6 +18,10 @@ async def annotate(
     Setting `interrupt` stops the run gracefully: requests in flight finish (for up to
     `config.grace_s`), what is done is written, and the result's status is INTERRUPTED.
     Cancelling the task does the same, then raises CancelledError."""
+    if config.route != "online" and not config.replay:
+        from labelmill.engine.run._batch import annotate_by_batch
+
+        return await annotate_by_batch(config, interrupt, sender)
     if config.select == "uncertainty" and config.explain_ids is None and not config.replay:
         return await annotate_by_uncertainty(config, interrupt, sender)
     return await run_once(config, interrupt, sender)

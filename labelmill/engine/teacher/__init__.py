@@ -5,6 +5,7 @@ Imports `engine.money` and `engine.tasks`, nothing above it.
 
 from labelmill._exceptions import RequestRejected, RetryableError
 from labelmill.engine.teacher._attempt import Completer, PricedTeacher, TeacherCounters
+from labelmill.engine.teacher._batch_api import BatchAPI
 from labelmill.engine.teacher._client import BeforeSend, Reply, TeacherClient, parse_duration, parse_retry_after
 from labelmill.engine.teacher._limits import AdaptiveConcurrency, CircuitBreaker, RateLimiter, RateLimits
 from labelmill.engine.teacher._oneshot import OneShot
@@ -14,6 +15,7 @@ from labelmill.engine.teacher._tokenizers import find_counter
 
 __all__ = [
     "AdaptiveConcurrency",
+    "BatchAPI",
     "BeforeSend",
     "Calibration",
     "CircuitBreaker",

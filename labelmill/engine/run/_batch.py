@@ -1,0 +1,415 @@
+"""`--route batch|auto`: buy the answers through the Batch API at its price, then run as usual.
+
+    1. submit   every request not in the store and not in a live batch becomes a line of a batch
+                input file (custom_id = its request key, body = exactly the online body), split at
+                `batch_max_requests` lines and `batch_max_bytes`; each batch reserves the worst case
+                of its lines at batch prices before it is uploaded
+    2. collect  poll with backoff; each finished batch's answers go into the store under their keys,
+                as online answers do, and settle to their `usage` at batch prices. Error lines: 429/5xx
+                and `batch_expired` are resubmitted (up to `batch_attempts` submissions), others are
+                kept as the reason for a failure row; reservations are released line by line
+    3. run      a normal run over the corpus (`run_once`): the answers are store hits, so shards,
+                replay and resume are the same whichever route bought them. Under `batch` a request
+                still missing becomes a failure row with the batch's reason; under `auto` it is
+                bought online.
+
+What is in flight lives in `OUT/batches.json` (`_batch_state.py`), so a killed run's rerun picks up
+polling and downloading where it stopped, and never uploads a key that is in a live batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from labelmill._exceptions import BudgetExhausted, RequestRejected, RetryableError, UsageError
+from labelmill.cache import ResponseStore, StoredResponse, make_entry, request_key
+from labelmill.engine._config import AnnotateConfig
+from labelmill.engine.money import Commitment, Planner, Prices, Spending, token_upper_bound
+from labelmill.engine.run._batch_state import FINISHED, BatchRecord, BatchState, Meta
+from labelmill.engine.run._once import SenderFactory, run_once
+from labelmill.engine.run._requests import Request, Requests
+from labelmill.engine.run._resolve import Resolver
+from labelmill.engine.run._result import RunResult, RunStatus
+from labelmill.engine.run._run import selection_for
+from labelmill.engine.tasks import VARIANT_RATIONALE, iter_rows
+from labelmill.engine.teacher import BatchAPI
+from labelmill.engine.teacher._client import RETRYABLE_STATUSES
+
+log = logging.getLogger("labelmill")
+
+
+async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | None,
+                            sender: SenderFactory | None) -> RunResult:  # fmt: skip
+    if config.select == "uncertainty":
+        raise UsageError("--select uncertainty is not available on the batch route yet: use --route online")
+    config = _plan_at_batch_prices(config)
+    state = BatchState.load(config.out_dir)
+    state.base_url, state.model = config.base_url, config.model
+    with ResponseStore(config.cache_dir) as store:
+        async with BatchAPI(config.base_url, config.api_key) as api:
+            route = BatchRoute(BatchSettings.of(config), state, store, api)
+            await route.recover()
+            await route.submit_missing(config)
+            if config.detach:
+                await route.collect_finished()
+            else:
+                await route.wait_and_collect(interrupt)
+    if state.live():
+        summary = {"route": config.route, "status": RunStatus.PARTIAL.value, "batches": state.summary()}
+        note = f"{len(state.live())} batches still in flight: rerun the same command, or `labelmill batches collect`"
+        return RunResult(RunStatus.PARTIAL, summary, [note])
+    left = None if config.budget is None else max(0.0, config.budget - route.spent)
+    leftovers: SenderFactory | None = sender
+    if config.route == "batch":
+        failures = dict(state.failures)
+        leftovers = lambda spending: Leftovers(failures)  # noqa: E731 (a one-line factory)
+    result = await run_once(replace(config, budget=left), interrupt, leftovers)  # run_once: no route dispatch
+    result.summary["route"] = config.route
+    result.summary["batches"] = state.summary()
+    result.summary["money"]["paid_batch"] = round(route.spent, 8)
+    if result.summary.get("dollars") is not None:
+        result.summary["dollars"] = round(result.summary["dollars"] + route.spent, 8)
+    return result
+
+
+def _plan_at_batch_prices(config: AnnotateConfig) -> AnnotateConfig:
+    """A budget plan on the batch route: the explanation rate that spends the budget at batch
+    prices, fixed before the first batch (batches are priced and reserved whole)."""
+    if not config.auto_rate or config.prices is None or config.budget is None:
+        return config
+    from labelmill.engine.money._estimate import estimate_corpus
+
+    prices = config.prices.batch()
+    with ResponseStore(config.cache_dir) as store:
+        estimate = estimate_corpus(config.source, config.task, prices, store=store, limit=config.limit)
+    label, rationale = estimate.variants["label"], estimate.variants[VARIANT_RATIONALE]
+    per = [(v.dollars or 0.0) / max(1, v.requests) for v in (label, rationale)]
+    rate = Planner(*per).rate(config.budget, max(1, estimate.examples))
+    log.info("batch route: explanation rate %.3f spends the budget at batch prices", rate)
+    return replace(config, auto_rate=False, rationale_rate=round(rate, 6))
+
+
+class Leftovers:
+    """The sender of the final pass on the batch route: it buys nothing, it says why an answer is
+    missing (the batch's reason, or the budget that did not cover a batch)."""
+
+    def __init__(self, failures: dict[str, list[str]]) -> None:
+        from labelmill.engine.teacher import TeacherCounters
+
+        self.failures = failures
+        self.counters = TeacherCounters()
+
+    async def send(self, request: Request, commitment: Commitment | None) -> StoredResponse:
+        reason, detail = self.failures.get(request.key, ["budget_exhausted", "no batch held this request"])
+        if reason == "refused":
+            raise RequestRejected(400, detail)
+        if reason == "budget_exhausted":
+            raise BudgetExhausted(f"the budget did not cover a batch for it: {detail}")
+        raise RetryableError("status", f"{reason}: {detail}")
+
+
+@dataclass(slots=True)
+class BatchSettings:
+    prices: Prices | None  # online (list) prices; batches pay `prices.batch()`
+    budget: float | None = None
+    attempts: int = 3
+    max_requests: int = 50_000
+    max_bytes: int = 200 * 1024 * 1024
+    poll_s: float = 60.0
+    resubmit: bool = True  # False: `batches collect`, which leaves unanswered lines to the next run
+
+    @classmethod
+    def of(cls, config: AnnotateConfig) -> BatchSettings:
+        return cls(config.prices, config.budget, config.batch_attempts, config.batch_max_requests,
+                   config.batch_max_bytes, config.batch_poll_s)  # fmt: skip
+
+
+class BatchRoute:
+    def __init__(self, settings: BatchSettings, state: BatchState, store: ResponseStore, api: BatchAPI) -> None:
+        self.settings, self.state, self.store, self.api = settings, state, store, api
+        self.prices: Prices | None = settings.prices.batch() if settings.prices is not None else None
+        self.spent = 0.0  # settled in this invocation, at batch prices
+        self.token = secrets.token_hex(4)
+        self._numbers = itertools.count(len(state.batches))
+        self.deferred: list[tuple[Meta, dict[str, Any]]] = []  # lines waiting for the budget
+
+    # -- money ----------------------------------------------------------------------------------
+    def _left(self) -> float | None:
+        if self.settings.budget is None:
+            return None
+        return self.settings.budget - self.spent - sum(b.reserved_usd for b in self.state.live())
+
+    def _worst(self, body: dict[str, Any]) -> float:
+        bound, max_tokens = token_upper_bound(body), int(body["max_tokens"])
+        return self.prices.cost(bound - max_tokens, max_tokens) if self.prices is not None else 0.0
+
+    # -- submit ---------------------------------------------------------------------------------
+    async def submit_missing(self, config: AnnotateConfig) -> None:
+        """Every request of `config`'s corpus not in the store and not in a live batch, in new batches."""
+        requests = Requests(config, selection_for(config, Spending(config.prices, None, plan=False)))
+        resolver = Resolver(config, requests, self.store)
+        live, taken = self.state.live_keys(), set()
+        lines: list[tuple[Meta, dict[str, Any]]] = []
+        rows = itertools.islice(iter_rows(config.source), config.limit)
+        while batch := list(itertools.islice(rows, 500)):
+            for item in resolver.resolve(batch).items:
+                if isinstance(item, Request) and item.key not in live and item.key not in taken:
+                    taken.add(item.key)
+                    meta = Meta(item.key, item.tag, item.variant == VARIANT_RATIONALE, self._worst(item.body))
+                    lines.append((meta, item.body))
+                    self.state.failures.pop(item.key, None)  # submitted again: its old reason no longer holds
+        await self._submit(lines, attempt=1)
+
+    async def _submit(self, lines: list[tuple[Meta, dict[str, Any]]], attempt: int) -> None:
+        fitting = self._fit_budget(lines)
+        for chunk in self._chunks(fitting):
+            record = self._prepare(chunk, attempt)
+            await self._upload_and_create(record)
+
+    def _fit_budget(self, lines: list[tuple[Meta, dict[str, Any]]]) -> list[tuple[Meta, dict[str, Any]]]:
+        """The lines whose worst cases fit what the budget has left; the others wait (`deferred`)
+        until collected batches settle to their real cost and free the rest of their reservations."""
+        left = self._left()
+        if left is None:
+            return lines
+        fitting = []
+        for meta, body in lines:
+            if meta.worst_usd > left:
+                self.deferred.append((meta, body))
+                continue
+            left -= meta.worst_usd
+            fitting.append((meta, body))
+        return fitting
+
+    async def submit_deferred(self) -> None:
+        """Submit what the budget now covers; when nothing is in flight and nothing more fits, the
+        rest is out of budget for good."""
+        waiting, self.deferred = self.deferred, []
+        await self._submit(waiting, attempt=1)
+        if self.deferred and not self.state.live():
+            left = max(0.0, self._left() or 0.0)
+            for meta, _ in self.deferred:
+                self.state.failures[meta.key] = ["budget_exhausted", f"its worst case (${meta.worst_usd:.6f}) "
+                                                 f"does not fit the ${left:.6f} left"]  # fmt: skip
+            self.deferred = []
+            self.state.save()
+
+    def _chunks(self, lines: list[tuple[Meta, dict[str, Any]]]) -> list[list[tuple[Meta, dict[str, Any]]]]:
+        chunks: list[list[tuple[Meta, dict[str, Any]]]] = []
+        size = 0
+        for meta, body in lines:
+            line_bytes = len(json.dumps(body)) + 100
+            if not chunks or len(chunks[-1]) >= self.settings.max_requests or \
+                    size + line_bytes > self.settings.max_bytes:  # fmt: skip
+                chunks.append([])
+                size = 0
+            chunks[-1].append((meta, body))
+            size += line_bytes
+        return chunks
+
+    def _prepare(self, chunk: list[tuple[Meta, dict[str, Any]]], attempt: int) -> BatchRecord:
+        """Write the input and meta files, reserve the chunk's worst case, and save: before upload."""
+        name = f"labelmill-{self.token}-{next(self._numbers):05d}"
+        record = BatchRecord(name, attempt, len(chunk), round(sum(m.worst_usd for m, _ in chunk), 10))
+        self.state.files.mkdir(parents=True, exist_ok=True)
+        with open(self.state.input_path(record), "w", encoding="utf-8") as inputs, \
+                open(self.state.meta_path(record), "w", encoding="utf-8") as metas:  # fmt: skip
+            for meta, body in chunk:
+                line = {"custom_id": meta.key, "method": "POST", "url": "/v1/chat/completions", "body": body}
+                inputs.write(json.dumps(line, ensure_ascii=False) + "\n")
+                metas.write(json.dumps({"key": meta.key, "tag": meta.tag, "rationale": meta.rationale,
+                                        "worst_usd": meta.worst_usd}) + "\n")  # fmt: skip
+        self.state.batches.append(record)
+        self.state.save()
+        return record
+
+    async def _upload_and_create(self, record: BatchRecord) -> None:
+        if record.status == "prepared":
+            uploaded = await self.api.upload(self.state.input_path(record), f"{record.name}.jsonl")
+            record.file_id, record.status = str(uploaded["id"]), "uploaded"
+            self.state.save()
+        if record.status == "uploaded":
+            record.status = "creating"
+            self.state.save()
+        if record.status == "creating":
+            assert record.file_id is not None
+            created = await self.api.create(record.file_id, {"labelmill": record.name})
+            record.batch_id, record.status = str(created["id"]), str(created["status"])
+            self.state.save()
+
+    # -- after a crash --------------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Finish what a killed run left half done, asking the server what it already has."""
+        pending = [b for b in self.state.live() if b.status in ("prepared", "creating")]
+        if not pending:
+            return
+        files = {f.get("filename"): str(f["id"]) for f in await self.api.files()}
+        batches = {str(b.get("input_file_id")): b for b in await self.api.batches()}
+        for record in pending:
+            if record.status == "prepared" and f"{record.name}.jsonl" in files:
+                record.file_id, record.status = files[f"{record.name}.jsonl"], "uploaded"  # reuse the upload
+            if record.status == "creating" and record.file_id in batches:
+                found = batches[record.file_id]  # the batch was created: adopt it
+                record.batch_id, record.status = str(found["id"]), str(found["status"])
+            self.state.save()
+            await self._upload_and_create(record)
+
+    # -- collect --------------------------------------------------------------------------------
+    async def wait_and_collect(self, interrupt: asyncio.Event | None) -> None:
+        wait = min(0.25, self.settings.poll_s)
+        await self.submit_deferred()
+        while self.state.live():
+            if interrupt is not None and interrupt.is_set():
+                return
+            if await self.collect_finished():
+                await self.submit_deferred()
+            else:
+                await asyncio.sleep(wait)
+                wait = min(self.settings.poll_s, wait * 1.5)
+
+    async def collect_finished(self) -> bool:
+        """Collect every live batch the server has finished; True when one was."""
+        collected = False
+        for record in list(self.state.live()):
+            if record.batch_id is None:
+                continue
+            batch = await self.api.batch(record.batch_id)
+            if record.status != batch["status"]:
+                record.status = str(batch["status"])
+                self.state.save()
+            if record.status in FINISHED:
+                await self._collect(record, batch)
+                collected = True
+        return collected
+
+    async def _collect(self, record: BatchRecord, batch: dict[str, Any]) -> None:
+        metas = {meta.key: meta for meta in self.state.metas(record)}
+        answered = await self._store_answers(record, batch, metas)
+        retry, split = await self._sort_errors(record, batch, metas, answered)
+        bodies = self.state.bodies(record)
+        again = [(metas[key], bodies[key]) for key in retry]
+        if not self.settings.resubmit:  # left to the next run, which submits what is missing
+            retry, again = [], []
+        record.resubmitted = len(again) if record.attempt < self.settings.attempts else 0
+        if not record.resubmitted:
+            for key in retry:
+                self.state.failures[key] = [
+                    "gave_up",
+                    f"not answered after {record.attempt} batches ({batch['status']})",
+                ]
+        record.reserved_usd, record.status = 0.0, "collected"
+        self.state.save()
+        if record.resubmitted:
+            if split:  # the server refused the batch's size: half as many lines a batch
+                self.settings.max_requests = max(1, len(again) // 2)
+            await self._submit(again, record.attempt + 1)
+
+    async def _store_answers(self, record: BatchRecord, batch: dict[str, Any], metas: dict[str, Meta]) -> set[str]:
+        if not batch.get("output_file_id"):
+            return set()
+        bodies = self.state.bodies(record)
+        entries, answered = [], set()
+        for line in (await self.api.content(str(batch["output_file_id"]))).splitlines():
+            row = json.loads(line)
+            key, response = row.get("custom_id"), row.get("response") or {}
+            meta = metas.get(key)
+            if meta is None or response.get("status_code") != 200 or request_key(bodies[key], meta.tag) != key:
+                log.warning("batch %s: an answer for a request it did not hold (%s): skipped", record.name, key)
+                continue
+            body = response["body"]
+            usage = body.get("usage") or {}
+            prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            paid = self.prices.cost(prompt, completion) if self.prices is not None and usage else meta.worst_usd
+            record.spent_usd += paid
+            self.spent += paid
+            # The store holds the answer's list price, as an online answer's: records do not say
+            # which route bought them (the manifest and the summary do).
+            listed = self.settings.prices.cost(prompt, completion) if self.settings.prices is not None else None
+            entries.append(make_entry(bodies[key], meta.tag, body, listed))
+            answered.add(key)
+        self.store.put_many(entries)
+        record.answered += len(answered)
+        return answered
+
+    async def _sort_errors(self, record: BatchRecord, batch: dict[str, Any], metas: dict[str, Meta],
+                           answered: set[str]) -> tuple[list[str], bool]:  # fmt: skip
+        """Error lines and missing lines: the keys to resubmit, and whether to split the batch."""
+        reasons: dict[str, tuple[bool, str, str]] = {}  # key -> (retry?, reason, detail)
+        if batch.get("error_file_id"):
+            for line in (await self.api.content(str(batch["error_file_id"]))).splitlines():
+                row = json.loads(line)
+                reasons[str(row.get("custom_id"))] = _line_error(row)
+        problems = (batch.get("errors") or {}).get("data") or [{}]
+        code, message = str(problems[0].get("code") or ""), str(problems[0].get("message") or batch["status"])
+        split = batch["status"] == "failed" and code == "token_limit_exceeded"
+        retry = []
+        for key in metas:
+            if key in answered:
+                continue
+            again, reason, detail = reasons.get(key) or _missing(batch["status"], split, message)
+            if again:
+                retry.append(key)
+            else:
+                self.state.failures[key] = [reason, detail]
+                record.failed += 1
+        return retry, split
+
+
+def _line_error(row: dict[str, Any]) -> tuple[bool, str, str]:
+    response, error = row.get("response"), row.get("error") or {}
+    if response:
+        status = int(response.get("status_code") or 0)
+        body = response.get("body") or {}
+        message = str((body.get("error") or {}).get("message") or f"HTTP {status}")
+        if status in RETRYABLE_STATUSES:
+            return True, "gave_up", f"HTTP {status}: {message}"
+        return False, "refused", message
+    code = str(error.get("code") or "")
+    if code == "batch_cancelled":
+        return False, "not_attempted", "its batch was cancelled"
+    return code == "batch_expired", "gave_up", f"{code}: {error.get('message', '')}"
+
+
+def _missing(status: str, split: bool, message: str) -> tuple[bool, str, str]:
+    """A line the server's files do not mention."""
+    if status == "failed" and not split:
+        return False, "refused", f"the batch failed: {message}"
+    if status == "cancelled":
+        return False, "not_attempted", "its batch was cancelled"
+    return True, "gave_up", f"no answer in a {status} batch"
+
+
+async def manage_batches(action: str, out_dir: Path, cache_dir: Path, prices: Prices | None,
+                         api_key: str | None, base_url: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """`labelmill batches status|collect|cancel`: what is in flight for OUT; collect what is finished
+    (without submitting anything); or cancel what is live and collect what it had done."""
+    state = BatchState.load(out_dir)
+    if not state.batches:
+        raise UsageError(f"{out_dir} has no batches (no {state.path.name}): nothing to {action}")
+    url = base_url or state.base_url
+    if action == "status":
+        live = [{"name": b.name, "batch_id": b.batch_id, "status": b.status, "requests": b.requests}
+                for b in state.live()]  # fmt: skip
+        return {**state.summary(), "live": live, "base_url": url}
+    with ResponseStore(cache_dir) as store:
+        async with BatchAPI(url, api_key) as api:
+            route = BatchRoute(BatchSettings(prices, resubmit=False, poll_s=1.0), state, store, api)
+            await route.recover()
+            if action == "cancel":
+                for record in state.live():
+                    if record.batch_id is not None:
+                        record.status = str((await route.api.cancel(record.batch_id))["status"])
+                state.save()
+                while any(b.batch_id is not None for b in state.live()):  # cancelling -> cancelled
+                    if not await route.collect_finished():
+                        await asyncio.sleep(0.25)
+            else:
+                await route.collect_finished()
+    return {**state.summary(), "spent_now_usd": round(route.spent, 8)}

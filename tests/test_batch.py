@@ -1,0 +1,198 @@
+"""The batch route: the Batch API at its price, the same store and shards, nothing lost or paid twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from labelmill._exceptions import UsageError
+from labelmill.cache import read_manifest
+from labelmill.engine import AnnotateConfig, RunStatus, annotate, load_task, manage_batches
+from labelmill.engine.money import Prices
+from labelmill.testing import MockConfig, MockTeacher, make_cqa, mock_process
+
+PRICES = Prices(0.15, 0.60)  # batch: half of each
+
+
+def run_config(tmp_path: Path, source: Path, url: str, name: str, **overrides: Any) -> AnnotateConfig:
+    settings: dict[str, Any] = {"source": str(source), "task": load_task("cqa"), "out_dir": tmp_path / name,
+                                "cache_dir": tmp_path / f"{name}-cache", "base_url": url, "progress": False,
+                                "prices": PRICES, "rationale_rate": 0.5, "batch_poll_s": 0.1, **overrides}  # fmt: skip
+    return AnnotateConfig(**settings)
+
+
+def shard_bytes(out: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted((out / "shards").glob("*.jsonl")))
+
+
+def server_dollars(mock: MockTeacher, prices: Prices) -> float:
+    return prices.cost(mock.stats.prompt_tokens, mock.stats.completion_tokens)
+
+
+async def test_the_batch_route_writes_the_online_shards_at_half_the_price(tmp_path: Path) -> None:
+    source = make_cqa(60, tmp_path / "in.jsonl")
+    async with MockTeacher() as online_mock:
+        online = await annotate(run_config(tmp_path, source, online_mock.base_url, "online"))
+        online_cost = server_dollars(online_mock, PRICES)
+    async with MockTeacher(MockConfig(batch_latency_s=0.2)) as mock:
+        batch = await annotate(run_config(tmp_path, source, mock.base_url, "batch", route="batch"))
+        assert mock.stats.requests == 0  # nothing online
+        assert mock.batches.stats.batches_created == 1
+        batch_cost = server_dollars(mock, PRICES.batch())
+    assert online.status is batch.status is RunStatus.COMPLETE
+    assert shard_bytes(tmp_path / "batch") == shard_bytes(tmp_path / "online")  # records do not say the route
+    assert read_manifest(tmp_path / "batch")["settings"]["route"] == "batch"
+    assert batch.summary["money"]["paid_batch"] == pytest.approx(batch_cost, abs=1e-8)
+    assert batch_cost == pytest.approx(0.5 * online_cost)  # the same tokens, at batch prices
+    assert batch.summary["batches"]["answered"] == 60 and batch.summary["cache_hits"] == 60
+    replayed = await annotate(run_config(tmp_path, source, "http://127.0.0.1:9/v1", "replay", replay=True,
+                                         cache_dir=tmp_path / "batch-cache"))  # fmt: skip
+    assert replayed.status is RunStatus.COMPLETE and shard_bytes(tmp_path / "replay") == shard_bytes(tmp_path / "batch")
+
+
+async def test_expired_and_failed_lines_are_resubmitted_and_every_example_accounted_for(tmp_path: Path) -> None:
+    source = make_cqa(80, tmp_path / "in.jsonl")
+    flags = MockConfig(batch_latency_s=0.2, batch_expire_fraction=0.5, batch_line_error_rate=0.1)
+    async with MockTeacher(flags) as mock:
+        result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
+        answered_by_server = mock.stats.ok
+        uploads = mock.batches.stats.batch_uploads
+    summary = result.summary
+    assert summary["records"] + summary["failures"] == 80  # every example: a record or a failure row
+    assert summary["records"] == answered_by_server  # each answer bought once, each in a record
+    assert summary["batches"]["batches"] == 3 and summary["batches"]["resubmitted"] > 0  # three submissions
+    assert set(summary["failure_reasons"]) <= {"gave_up"} and max(uploads.values()) <= 3
+    rows = [json.loads(line) for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
+    assert all("batch" in row["detail"] or "HTTP 500" in row["detail"] for row in rows)
+    assert summary["batches"]["reserved_usd"] == 0
+
+
+async def test_auto_buys_online_what_the_batches_could_not(tmp_path: Path) -> None:
+    source = make_cqa(40, tmp_path / "in.jsonl")
+    async with MockTeacher(MockConfig(batch_latency_s=0.1, batch_expire_fraction=0.5)) as mock:
+        result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="auto", batch_attempts=1))
+        online_requests = mock.stats.requests
+    assert result.status is RunStatus.COMPLETE and result.summary["records"] == 40
+    assert online_requests == 20 == result.summary["requests"]  # the half the expired batch left
+
+
+async def test_a_batch_that_fails_validation_or_is_too_large_is_handled(tmp_path: Path) -> None:
+    source = make_cqa(30, tmp_path / "in.jsonl")
+    async with MockTeacher(MockConfig(batch_latency_s=0.1, batch_fail_validation=True)) as mock:
+        # every line refused for the same reason: a usage error that names it, as online
+        with pytest.raises(UsageError, match="failed validation"):
+            await annotate(run_config(tmp_path, source, mock.base_url, "bad", route="batch"))
+    assert json.loads((tmp_path / "bad" / "batches.json").read_text())["batches"][0]["status"] == "collected"
+    async with MockTeacher(MockConfig(batch_latency_s=0.1, batch_enqueued_tokens=2500)) as mock:
+        split = await annotate(run_config(tmp_path, source, mock.base_url, "split", route="batch"))
+    assert split.summary["records"] + split.summary["failures"] == 30
+    assert split.summary["batches"]["batches"] > 2  # refused whole, then resubmitted in halves
+
+
+async def test_spend_with_batches_in_flight_never_exceeds_the_budget(tmp_path: Path) -> None:
+    source = make_cqa(120, tmp_path / "in.jsonl")
+    async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
+        probe = await annotate(run_config(tmp_path, source, mock.base_url, "probe", route="batch", rationale_rate=1.0))
+        all_explained = server_dollars(mock, PRICES.batch())
+    assert probe.status is RunStatus.COMPLETE
+    budget = 0.6 * all_explained
+    async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
+        planned = await annotate(run_config(tmp_path, source, mock.base_url, "plan", route="batch", budget=budget,
+                                            auto_rate=True, rationale_rate=1.0))  # fmt: skip
+        spent = server_dollars(mock, PRICES.batch())
+    assert spent <= budget
+    assert planned.summary["records"] == 120 and 0.2 < planned.summary["rationale_rate"] < 0.9
+
+
+def wait_for(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def batch_status(out: Path) -> set[str]:
+    try:
+        return {b["status"] for b in json.loads((out / "batches.json").read_text())["batches"]}
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
+@pytest.mark.slow
+def test_kill_9_while_polling_then_rerun_uploads_no_key_twice(tmp_path: Path) -> None:
+    source = make_cqa(150, tmp_path / "in.jsonl")
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "labelmill", "annotate", str(source), "--task", "cqa", "--out", str(out),
+            "--cache", str(tmp_path / "cache"), "--route", "batch", "--rationale-rate", "0.5",
+            "--batch-poll-s", "0.2", "--json"]  # fmt: skip
+    with mock_process("--batch-latency-s", "3") as url:
+        first = subprocess.Popen([*args, "--base-url", url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: batch_status(out) & {"validating", "in_progress"})
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        second = subprocess.run([*args, "--base-url", url], capture_output=True, text=True, timeout=120)
+        with __import__("urllib.request").request.urlopen(url.rsplit("/v1", 1)[0] + "/stats") as answer:
+            served = json.loads(answer.read())
+    assert second.returncode == 0, second.stderr[-2000:]
+    summary = json.loads(second.stdout)
+    assert summary["records"] == 150 and served["batch"]["max_uploads_per_key"] == 1
+    assert served["batch"]["batches_created"] == 1 and served["ok"] == 150  # one batch, each answer bought once
+
+
+async def test_detach_then_collect_then_rerun_finishes_the_job(tmp_path: Path) -> None:
+    source = make_cqa(20, tmp_path / "in.jsonl")
+    async with MockTeacher(MockConfig(batch_latency_s=0.3)) as mock:
+        config = run_config(tmp_path, source, mock.base_url, "out", route="batch", detach=True)
+        detached = await annotate(config)
+        assert detached.status is RunStatus.PARTIAL and detached.summary["batches"]["by_status"] != {"collected": 1}
+        status = await manage_batches("status", tmp_path / "out", tmp_path / "out-cache", PRICES, None)
+        assert len(status["live"]) == 1
+        time.sleep(0.35)
+        collected = await manage_batches("collect", tmp_path / "out", tmp_path / "out-cache", PRICES, None)
+        assert collected["answered"] == 20 and collected["by_status"] == {"collected": 1}
+        finished = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
+        assert mock.batches.stats.batches_created == 1 and mock.stats.ok == 20
+    assert finished.status is RunStatus.COMPLETE and finished.summary["records"] == 20
+
+
+class Crash(Exception):
+    """Stands for `kill -9` at one moment of a batch's submission."""
+
+
+@pytest.mark.parametrize("moment", ["after the upload, before its id is saved", "between upload and create"])
+async def test_a_crash_while_submitting_reuses_the_upload_on_the_rerun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
+) -> None:
+    from labelmill.engine.teacher import BatchAPI
+
+    source = make_cqa(30, tmp_path / "in.jsonl")
+    upload, create = BatchAPI.upload, BatchAPI.create
+
+    async def upload_then_crash(self: BatchAPI, *args: Any) -> dict[str, Any]:
+        await upload(self, *args)
+        raise Crash
+
+    async def crash(self: BatchAPI, *args: Any) -> dict[str, Any]:
+        raise Crash
+
+    async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
+        if moment.startswith("after the upload"):
+            monkeypatch.setattr(BatchAPI, "upload", upload_then_crash)
+        else:
+            monkeypatch.setattr(BatchAPI, "create", crash)
+        with pytest.raises(Crash):
+            await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
+        monkeypatch.setattr(BatchAPI, "upload", upload)
+        monkeypatch.setattr(BatchAPI, "create", create)
+        result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
+        assert mock.batches.stats.files_uploaded == 1 and max(mock.batches.stats.batch_uploads.values()) == 1
+        assert mock.batches.stats.batches_created == 1
+    assert result.status is RunStatus.COMPLETE and result.summary["records"] == 30
