@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +197,81 @@ async def test_a_crash_while_submitting_reuses_the_upload_on_the_rerun(
         assert mock.batches.stats.files_uploaded == 1 and max(mock.batches.stats.batch_uploads.values()) == 1
         assert mock.batches.stats.batches_created == 1
     assert result.status is RunStatus.COMPLETE and result.summary["records"] == 30
+
+
+async def test_uncertainty_on_the_batch_route_labels_first_then_explains_the_least_confident(tmp_path: Path) -> None:
+    from labelmill.cache import iter_records
+
+    source = make_cqa(60, tmp_path / "in.jsonl")
+    async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
+        await annotate(run_config(tmp_path, source, mock.base_url, "probe", route="batch", rationale_rate=1.0))
+        explain_all = server_dollars(mock, PRICES.batch())
+    budget = 0.6 * explain_all
+    async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
+        result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch", budget=budget,
+                                           select="uncertainty"))  # fmt: skip
+        assert server_dollars(mock, PRICES.batch()) <= budget
+        # waves of batches (worst cases are reserved whole), no key twice, nothing online
+        assert max(mock.batches.stats.batch_uploads.values()) == 1 and mock.stats.requests == 0
+    assert result.status is RunStatus.COMPLETE and result.summary["records"] == 60
+    records = list(iter_records(tmp_path / "out"))
+    explained = [r.confidence or 0.0 for r in records if r.rationale]
+    unexplained = [r.confidence or 0.0 for r in records if not r.rationale]
+    assert explained and unexplained and max(explained) <= min(unexplained)
+
+
+async def test_a_batch_run_by_hand_exports_and_imports_the_same_requests(tmp_path: Path) -> None:
+    from labelmill.engine import export_requests, import_results
+
+    source = make_cqa(25, tmp_path / "in.jsonl")
+    async with MockTeacher() as online_mock:
+        await annotate(run_config(tmp_path, source, online_mock.base_url, "online"))
+    cache = tmp_path / "hand-cache"
+    config = run_config(tmp_path, source, "http://127.0.0.1:9/v1", "hand", cache_dir=cache)
+    assert export_requests(config, tmp_path / "requests.jsonl")["requests"] == 25
+    # What `vllm run-batch` would write: each line answered as the online endpoint answers its body.
+    hand = MockTeacher()
+    lines = [json.loads(line) for line in (tmp_path / "requests.jsonl").read_text().splitlines()]
+    answers = [{"id": f"r{i}", "custom_id": line["custom_id"], "error": None,
+                "response": {"status_code": 200, "body": hand.completion(line["body"])}}
+               for i, line in enumerate(lines)]  # fmt: skip
+    answers[0]["custom_id"] = "sha256:" + "0" * 64  # a request this cache never exported
+    answers[1]["response"] = {"status_code": 500, "body": {"error": {"message": "server error"}}}
+    lines[2]["body"]["temperature"] = 0.7  # the file on disk no longer hashes to its custom_id
+    (tmp_path / "requests.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    counts = import_results(tmp_path / "results.jsonl", cache, PRICES)
+    assert counts == {"stored": 22, "errors": 1, "unknown": 1, "mismatched": 1}
+    async with MockTeacher() as mock:
+        finished = await annotate(replace(config, base_url=mock.base_url))
+        assert mock.stats.requests == 3  # only what the hand-run batch did not answer
+    assert finished.status is RunStatus.COMPLETE
+    assert shard_bytes(tmp_path / "hand") == shard_bytes(tmp_path / "online")
+
+
+def test_the_batch_commands_on_the_command_line(tmp_path: Path) -> None:
+    def labelmill(*args: str, exit_code: int = 0) -> dict[str, Any]:
+        done = subprocess.run([sys.executable, "-m", "labelmill", *args, "--json"], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert done.returncode == exit_code, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    source, cache = make_cqa(10, tmp_path / "in.jsonl"), str(tmp_path / "cache")
+    assert labelmill("batch", "export", str(source), "--task", "cqa", "--out", str(tmp_path / "req.jsonl"),
+                     "--cache", cache)["requests"] == 10  # fmt: skip
+    mock = MockTeacher()
+    rows = [json.loads(line) for line in (tmp_path / "req.jsonl").read_text().splitlines()]
+    results = "".join(json.dumps({"custom_id": row["custom_id"], "response": {"status_code": 200,
+                                  "body": mock.completion(row["body"])}}) + "\n" for row in rows)  # fmt: skip
+    (tmp_path / "results.jsonl").write_text(results)
+    assert labelmill("batch", "import", str(tmp_path / "results.jsonl"), "--cache", cache)["stored"] == 10
+    with mock_process("--batch-latency-s", "5") as url:
+        detached = labelmill("annotate", str(make_cqa(12, tmp_path / "more.jsonl")), "--task", "cqa", "--out",
+                             str(tmp_path / "out"), "--cache", cache, "--route", "batch", "--detach",
+                             "--base-url", url, exit_code=3)  # fmt: skip
+        assert detached["exit_code"] == 3 and detached["batches"]["batches"] == 1
+        status = labelmill("batches", "status", "--out", str(tmp_path / "out"))
+        assert [live["requests"] for live in status["live"]] == [2]  # the 10 imported are store hits
+        cancelled = labelmill("batches", "cancel", "--out", str(tmp_path / "out"), "--cache", cache)
+        assert cancelled["by_status"] == {"collected": 1}

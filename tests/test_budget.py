@@ -252,6 +252,13 @@ def test_bench_cost_writes_its_three_files(tmp_path: Path) -> None:
     data = json.loads((tmp_path / "report/report.json").read_text())
     assert [row["rationale_rate"] for row in data["sweep_per_1000_examples"]] == [0, 0.15, 0.33, 0.5, 0.66, 0.85, 1]
     assert data["zero_vs_few_shot_input_tokens_saved"] > 0.3
+    routes = data["routes"]  # the batch route: half the dollars, so a budget explains more
+    assert [row["batch_dollars"] for row in routes["sweep"]] == pytest.approx(
+        [0.5 * row["online_dollars"] for row in routes["sweep"]], abs=1e-6
+    )
+    assert routes["rate_bought"]["online"] == pytest.approx(0.33, abs=0.01)
+    assert routes["rate_bought"]["batch"] == 1.0  # half price: labels and every rationale fit
+    assert "Batch API" in (tmp_path / "report/report.md").read_text()
     assert (tmp_path / "report/cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from labelmill.engine.money import FEW_SHOT, Estimate
+from labelmill.engine.money import FEW_SHOT, Estimate, Planner
 from labelmill.engine.tasks import VARIANT_LABEL, VARIANT_RATIONALE
 
 SWEEP = (0.0, 0.15, 0.33, 0.5, 0.66, 0.85, 1.0)
@@ -26,9 +26,30 @@ def sweep(estimate: Estimate) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(estimate: Estimate, out_dir: Path, model: str, shots: int) -> dict[str, Any]:
+def routes(estimate: Estimate, budget_per_1k: float | None) -> dict[str, Any] | None:
+    """Online against batch: dollars per 1,000 examples over the rate sweep, and the explanation
+    rate a fixed budget buys on each route (the planner's rate, at each route's prices)."""
+    prices = estimate.prices
+    label, rationale = estimate.variants[VARIANT_LABEL].per_1k(), estimate.variants[VARIANT_RATIONALE].per_1k()
+    if prices is None or label["dollars"] is None or rationale["dollars"] is None:
+        return None
+    discount = prices.batch_discount
+    rows = [{"rationale_rate": row["rationale_rate"], "online_dollars": row["dollars"],
+             "batch_dollars": round(row["dollars"] * discount, 6)} for row in sweep(estimate)]  # fmt: skip
+    if budget_per_1k is None:  # a budget that buys a third of the rationales online
+        budget_per_1k = round(label["dollars"] + 0.33 * (rationale["dollars"] - label["dollars"]), 6)
+    bought = {}
+    for route, factor in (("online", 1.0), ("batch", discount)):
+        planner = Planner(label["dollars"] * factor / 1000, rationale["dollars"] * factor / 1000)
+        bought[route] = round(planner.rate(budget_per_1k, 1000), 4)
+    return {"batch_discount": discount, "sweep": rows, "budget_per_1000": budget_per_1k, "rate_bought": bought}
+
+
+def write_report(estimate: Estimate, out_dir: Path, model: str, shots: int,
+                 budget_per_1k: float | None = None) -> dict[str, Any]:  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = {"model": model, "shots": shots, **estimate.to_dict(), "sweep_per_1000_examples": sweep(estimate)}
+    data = {"model": model, "shots": shots, **estimate.to_dict(), "sweep_per_1000_examples": sweep(estimate),
+            "routes": routes(estimate, budget_per_1k)}  # fmt: skip
     per_1k = data["per_1000_examples"]
     if FEW_SHOT in per_1k:
         few, zero = per_1k[FEW_SHOT]["prompt_tokens"], per_1k[VARIANT_RATIONALE]["prompt_tokens"]
@@ -65,7 +86,21 @@ def _markdown(data: dict[str, Any]) -> str:
     for row in data["sweep_per_1000_examples"]:
         lines.append(f"| {row['rationale_rate']:.2f} | {row['prompt_tokens']:,.0f} | {row['completion_tokens']:,.0f} | "
                      f"{_money(row['dollars'])} |")  # fmt: skip
+    if data.get("routes"):
+        lines += _routes_markdown(data["routes"])
     return "\n".join(lines) + "\n"
+
+
+def _routes_markdown(routes: dict[str, Any]) -> list[str]:
+    lines = ["", f"## Online against the Batch API (batch price: {routes['batch_discount']:.0%} of online)", "",
+             "| rationale rate | online dollars / 1k | batch dollars / 1k |", "|---:|---:|---:|"]  # fmt: skip
+    for row in routes["sweep"]:
+        lines.append(f"| {row['rationale_rate']:.2f} | {_money(row['online_dollars'])} | "
+                     f"{_money(row['batch_dollars'])} |")  # fmt: skip
+    bought = routes["rate_bought"]
+    lines += ["", f"A budget of {_money(routes['budget_per_1000'])} per 1,000 examples explains "
+                  f"{bought['online']:.0%} of them online and {bought['batch']:.0%} through batches."]  # fmt: skip
+    return lines
 
 
 def _plot(data: dict[str, Any], path: Path) -> None:
@@ -78,7 +113,11 @@ def _plot(data: dict[str, Any], path: Path) -> None:
     dollars = [r["dollars"] for r in rows]
     key = "dollars" if None not in dollars else "prompt_tokens"
     figure, axis = plt.subplots(figsize=(6, 4))
-    axis.plot([r["rationale_rate"] for r in rows], [r[key] for r in rows], marker="o", label="zero-shot")
+    axis.plot([r["rationale_rate"] for r in rows], [r[key] for r in rows], marker="o", label="zero-shot, online")
+    if key == "dollars" and data.get("routes"):
+        batch = data["routes"]["sweep"]
+        axis.plot([r["rationale_rate"] for r in batch], [r["batch_dollars"] for r in batch], marker="s",
+                  label="zero-shot, Batch API")  # fmt: skip
     few = data["per_1000_examples"].get(FEW_SHOT)
     if few is not None and few.get(key) is not None:
         axis.axhline(few[key], color="tab:red", linestyle="--", label=f"{data['shots']}-shot, rationale for all")

@@ -51,10 +51,9 @@ def _finish(result: RunResult, as_json: bool) -> None:
 
 
 def _batches_line(batches: dict[str, Any]) -> str:
-    states = ", ".join(f"{n} {status}" for status, n in batches["by_status"].items())
-    return (f"batches: {batches['batches']} ({states}); {batches['answered']} answered, {batches['failed']} failed, "
-            f"{batches['resubmitted']} resubmitted; ${batches['spent_usd']:.4f} spent, "
-            f"${batches['reserved_usd']:.4f} reserved")  # fmt: skip
+    from labelmill.engine.run import progress_line
+
+    return progress_line(batches)
 
 
 @main.command()
@@ -86,6 +85,49 @@ def batches(action: str, out_dir: str, cache_dir: str, base_url: str | None, api
         click.echo(_batches_line(summary))
         for live in summary.get("live", []):
             click.echo(f"  {live['name']}  {live['batch_id'] or '-'}  {live['status']}  {live['requests']} requests")
+
+
+@main.group()
+def batch() -> None:
+    """Batches run by hand (vllm run-batch, a provider's console): export the requests, import the answers."""
+
+
+@batch.command("export")
+@click.argument("source", metavar="INPUT")
+@click.option("--task", "task_spec", required=True, help="Built-in task (cqa, nli, classify) or a TOML file.")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="The JSONL to write.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@cache_option
+@click.option("--rationale-rate", type=click.FloatRange(0, 1), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(1), default=None)
+@click.option("--limit", type=click.IntRange(0), default=None)
+@click.option("--shots", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def batch_export(source: str, task_spec: str, out_file: str, cache_dir: str, as_json: bool, **options: Any) -> None:
+    """Write INPUT's requests that the store cannot answer as Batch API input lines."""
+    from labelmill.engine import export_requests
+
+    setup_logging(as_json)
+    config = annotate_config(source, task=task_spec, out=Path(out_file).parent, cache=cache_dir, **options)
+    summary = export_requests(config, Path(out_file))
+    print_json(summary) if as_json else click.echo(f"{summary['requests']} requests in {summary['file']}", err=True)
+
+
+@batch.command("import")
+@click.argument("results", metavar="RESULTS.jsonl")
+@cache_option
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Prices the answers (list prices).")
+@click.option("--json", "as_json", is_flag=True)
+@handle_errors
+def batch_import(results: str, cache_dir: str, model: str, as_json: bool) -> None:
+    """Store the answers of a batch run by hand under their request keys (checked against the export)."""
+    from labelmill.engine import import_results
+
+    setup_logging(as_json)
+    counts = import_results(Path(results), Path(cache_dir), resolve_prices(model, None, None))
+    print_json(counts) if as_json else click.echo(", ".join(f"{n} {name}" for name, n in counts.items()), err=True)
 
 
 @main.command()

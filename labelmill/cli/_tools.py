@@ -140,10 +140,18 @@ def bench_engine(n: int, latency_ms: float, concurrency: int, rpm: int | None, a
 @cache_option
 @click.option("--price-in", type=float, default=None)
 @click.option("--price-out", type=float, default=None)
+@click.option("--batch-discount", type=float, default=None, help="Batch price as a share of online (default 0.5).")
+@click.option(
+    "--budget-per-1k",
+    type=float,
+    default=None,
+    help="USD per 1,000 examples to compare the rates each route buys (default: a third online).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print report.json on stdout too.")
 @handle_errors
 def bench_cost(source: str, task_spec: str, model: str, shots: int, out_dir: str, limit: int | None, cache_dir: str,
-               price_in: float | None, price_out: float | None, as_json: bool) -> None:  # fmt: skip
+               price_in: float | None, price_out: float | None, batch_discount: float | None,
+               budget_per_1k: float | None, as_json: bool) -> None:  # fmt: skip
     """Tokens and dollars per 1,000 examples: zero-shot label-only, label+rationale, few-shot; a rate sweep."""
     from labelmill.apps import write_report
     from labelmill.engine.money import estimate_corpus
@@ -151,14 +159,14 @@ def bench_cost(source: str, task_spec: str, model: str, shots: int, out_dir: str
     task = load_task(task_spec)
     if shots and not task.rationale_field:
         raise UsageError(f"task {task.name!r} names no rationale_field for few-shot demonstrations: use --shots 0")
-    prices = resolve_prices(model, price_in, price_out)
+    prices = resolve_prices(model, price_in, price_out, batch_discount=batch_discount)
     store = ResponseStore(cache_dir) if Path(cache_dir).is_dir() else None
     try:
         estimate = estimate_corpus(source, task, prices, store=store, shots=shots, limit=limit)
     finally:
         if store is not None:
             store.close()
-    data = write_report(estimate, Path(out_dir), model, shots)
+    data = write_report(estimate, Path(out_dir), model, shots, budget_per_1k)
     if as_json:
         print_json(data)
     else:

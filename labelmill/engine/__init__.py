@@ -15,7 +15,16 @@ outside engine/ imports its private modules. Never imports torch, transformers o
 
 from labelmill.engine._config import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MODEL, AnnotateConfig, env_base_url
 from labelmill.engine.money import BudgetExhausted, Prices, Spending, estimate_corpus, resolve_prices
-from labelmill.engine.run import RunResult, RunStatus, Sender, SenderFactory, annotate, manage_batches
+from labelmill.engine.run import (
+    RunResult,
+    RunStatus,
+    Sender,
+    SenderFactory,
+    annotate,
+    export_requests,
+    import_results,
+    manage_batches,
+)
 from labelmill.engine.selection import selection_score, wants_rationale
 from labelmill.engine.tasks import (
     BUILTIN_TASKS,
@@ -74,6 +83,8 @@ __all__ = [
     "call_with_retries",
     "env_base_url",
     "estimate_corpus",
+    "export_requests",
+    "import_results",
     "iter_rows",
     "load_task",
     "manage_batches",

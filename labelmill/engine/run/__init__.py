@@ -5,7 +5,8 @@ The top of the engine: it may import every other engine room; none of them impor
 """
 
 from labelmill.engine.run._annotate import annotate
-from labelmill.engine.run._batch import manage_batches
+from labelmill.engine.run._batch import manage_batches, progress_line
+from labelmill.engine.run._batch_files import export_requests, import_results
 from labelmill.engine.run._failures import Failure, FailureLog, IdRegistry
 from labelmill.engine.run._once import SenderFactory
 from labelmill.engine.run._requests import Done, Outcome, Request, Requests
@@ -39,6 +40,9 @@ __all__ = [
     "Stop",
     "StopReason",
     "annotate",
+    "export_requests",
+    "import_results",
     "manage_batches",
+    "progress_line",
     "selection_for",
 ]

@@ -21,6 +21,8 @@ async def annotate(
     if config.route != "online" and not config.replay:
         from labelmill.engine.run._batch import annotate_by_batch
 
+        if config.select == "uncertainty" and config.explain_ids is None:  # a label batch, then a rationale batch
+            return await annotate_by_uncertainty(config, interrupt, sender, once=annotate_by_batch)
         return await annotate_by_batch(config, interrupt, sender)
     if config.select == "uncertainty" and config.explain_ids is None and not config.replay:
         return await annotate_by_uncertainty(config, interrupt, sender)

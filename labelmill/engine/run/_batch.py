@@ -31,14 +31,13 @@ from typing import Any
 from labelmill._exceptions import BudgetExhausted, RequestRejected, RetryableError, UsageError
 from labelmill.cache import ResponseStore, StoredResponse, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine.money import Commitment, Planner, Prices, Spending, token_upper_bound
+from labelmill.engine.money import Commitment, Planner, Prices, token_upper_bound
+from labelmill.engine.run._batch_files import missing_requests, request_line
 from labelmill.engine.run._batch_state import FINISHED, BatchRecord, BatchState, Meta
 from labelmill.engine.run._once import SenderFactory, run_once
-from labelmill.engine.run._requests import Request, Requests
-from labelmill.engine.run._resolve import Resolver
+from labelmill.engine.run._requests import Request
 from labelmill.engine.run._result import RunResult, RunStatus
-from labelmill.engine.run._run import selection_for
-from labelmill.engine.tasks import VARIANT_RATIONALE, iter_rows
+from labelmill.engine.tasks import VARIANT_RATIONALE
 from labelmill.engine.teacher import BatchAPI
 from labelmill.engine.teacher._client import RETRYABLE_STATUSES
 
@@ -47,8 +46,8 @@ log = logging.getLogger("labelmill")
 
 async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | None,
                             sender: SenderFactory | None) -> RunResult:  # fmt: skip
-    if config.select == "uncertainty":
-        raise UsageError("--select uncertainty is not available on the batch route yet: use --route online")
+    if config.select == "uncertainty" and config.detach:
+        raise UsageError("--select uncertainty runs two passes, the second chosen from the first: drop --detach")
     config = _plan_at_batch_prices(config)
     state = BatchState.load(config.out_dir)
     state.base_url, state.model = config.base_url, config.model
@@ -73,7 +72,9 @@ async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | N
     result = await run_once(replace(config, budget=left), interrupt, leftovers)  # run_once: no route dispatch
     result.summary["route"] = config.route
     result.summary["batches"] = state.summary()
-    result.summary["money"]["paid_batch"] = round(route.spent, 8)
+    money = result.summary["money"]
+    money["paid_batch"] = round(route.spent, 8)
+    money["spent"] = round(money.get("spent", 0.0) + route.spent, 8)
     if result.summary.get("dollars") is not None:
         result.summary["dollars"] = round(result.summary["dollars"] + route.spent, 8)
     return result
@@ -153,18 +154,12 @@ class BatchRoute:
     # -- submit ---------------------------------------------------------------------------------
     async def submit_missing(self, config: AnnotateConfig) -> None:
         """Every request of `config`'s corpus not in the store and not in a live batch, in new batches."""
-        requests = Requests(config, selection_for(config, Spending(config.prices, None, plan=False)))
-        resolver = Resolver(config, requests, self.store)
-        live, taken = self.state.live_keys(), set()
-        lines: list[tuple[Meta, dict[str, Any]]] = []
-        rows = itertools.islice(iter_rows(config.source), config.limit)
-        while batch := list(itertools.islice(rows, 500)):
-            for item in resolver.resolve(batch).items:
-                if isinstance(item, Request) and item.key not in live and item.key not in taken:
-                    taken.add(item.key)
-                    meta = Meta(item.key, item.tag, item.variant == VARIANT_RATIONALE, self._worst(item.body))
-                    lines.append((meta, item.body))
-                    self.state.failures.pop(item.key, None)  # submitted again: its old reason no longer holds
+        lines = []
+        for item in missing_requests(config, self.store, self.state.live_keys()):
+            lines.append(
+                (Meta(item.key, item.tag, item.variant == VARIANT_RATIONALE, self._worst(item.body)), item.body)
+            )
+            self.state.failures.pop(item.key, None)  # submitted again: its old reason no longer holds
         await self._submit(lines, attempt=1)
 
     async def _submit(self, lines: list[tuple[Meta, dict[str, Any]]], attempt: int) -> None:
@@ -222,8 +217,7 @@ class BatchRoute:
         with open(self.state.input_path(record), "w", encoding="utf-8") as inputs, \
                 open(self.state.meta_path(record), "w", encoding="utf-8") as metas:  # fmt: skip
             for meta, body in chunk:
-                line = {"custom_id": meta.key, "method": "POST", "url": "/v1/chat/completions", "body": body}
-                inputs.write(json.dumps(line, ensure_ascii=False) + "\n")
+                inputs.write(request_line(meta.key, body))
                 metas.write(json.dumps({"key": meta.key, "tag": meta.tag, "rationale": meta.rationale,
                                         "worst_usd": meta.worst_usd}) + "\n")  # fmt: skip
         self.state.batches.append(record)
@@ -265,7 +259,11 @@ class BatchRoute:
     async def wait_and_collect(self, interrupt: asyncio.Event | None) -> None:
         wait = min(0.25, self.settings.poll_s)
         await self.submit_deferred()
+        shown = ""
         while self.state.live():
+            if (line := progress_line(self.state.summary())) != shown:
+                log.info("%s", line)  # on stderr, when something changed
+                shown = line
             if interrupt is not None and interrupt.is_set():
                 return
             if await self.collect_finished():
@@ -413,3 +411,10 @@ async def manage_batches(action: str, out_dir: Path, cache_dir: Path, prices: Pr
             else:
                 await route.collect_finished()
     return {**state.summary(), "spent_now_usd": round(route.spent, 8)}
+
+
+def progress_line(batches: dict[str, Any]) -> str:
+    states = ", ".join(f"{n} {status}" for status, n in batches["by_status"].items())
+    return (f"batches: {batches['batches']} ({states}); {batches['answered']} answered, {batches['failed']} failed, "
+            f"{batches['resubmitted']} resubmitted; ${batches['spent_usd']:.4f} spent, "
+            f"${batches['reserved_usd']:.4f} reserved")  # fmt: skip

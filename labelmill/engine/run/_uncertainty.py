@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -25,13 +26,17 @@ from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE
 _ADDED = ("requests", "retries", "rate_limited_429", "server_errors", "dollars", "cpu_seconds", "seconds")
 
 
+Once = Callable[[AnnotateConfig, "asyncio.Event | None", "SenderFactory | None"], Awaitable[RunResult]]
+
+
 async def annotate_by_uncertainty(
-    config: AnnotateConfig, interrupt: asyncio.Event | None, sender: SenderFactory | None
+    config: AnnotateConfig, interrupt: asyncio.Event | None, sender: SenderFactory | None, once: Once = run_once
 ) -> RunResult:
+    """The two passes, each run by `once` (`run_once`, or the batch route's pass)."""
     assert config.budget is not None and config.prices is not None
     first_dir = config.out_dir / ".uncertainty-pass1"
     labels_only = replace(config, out_dir=first_dir, explain_ids=frozenset())
-    first = await run_once(labels_only, interrupt, sender)
+    first = await once(labels_only, interrupt, sender)
     if first.status is RunStatus.INTERRUPTED:
         return first
     records = list(iter_records(first_dir))
@@ -40,7 +45,7 @@ async def annotate_by_uncertainty(
     per_rationale = _rationale_cost(config, records)
     count = len(ranked) if per_rationale <= 0 else min(len(ranked), math.floor(max(0.0, left) / per_rationale))
     explain = frozenset(example_id for _, _, example_id in ranked[:count])
-    second = await run_once(replace(config, explain_ids=explain, budget=max(0.0, left)), interrupt, sender)
+    second = await once(replace(config, explain_ids=explain, budget=max(0.0, left)), interrupt, sender)
     shutil.rmtree(first_dir, ignore_errors=True)
     return _combine(first, second, count)
 
@@ -50,15 +55,16 @@ def _rationale_cost(config: AnnotateConfig, labelled: list[ShardRecord]) -> floa
     characters a token; pass 1 measured what the server counts for the label prompts of the same
     examples, so the rationale prompts are scaled by that ratio."""
     assert config.prices is not None
+    prices = config.prices if config.route == "online" else config.prices.batch()
     with ResponseStore(config.cache_dir) as store:
-        estimate = estimate_corpus(config.source, config.task, config.prices, store=store, limit=500)
+        estimate = estimate_corpus(config.source, config.task, prices, store=store, limit=500)
     label, rationale = estimate.variants[VARIANT_LABEL], estimate.variants[VARIANT_RATIONALE]
     sample = [r.usage.prompt_tokens for r in labelled if r.index < 500]
     ratio = 1.0
     if sample and label.prompt_tokens:
         ratio = (sum(sample) / len(sample)) / (label.prompt_tokens / max(1, label.requests))
     n = max(1, rationale.requests)
-    return config.prices.cost(rationale.prompt_tokens / n * ratio, rationale.completion_tokens / n)
+    return prices.cost(rationale.prompt_tokens / n * ratio, rationale.completion_tokens / n)
 
 
 def _combine(first: RunResult, second: RunResult, explained: int) -> RunResult:
