@@ -275,3 +275,25 @@ def test_the_batch_commands_on_the_command_line(tmp_path: Path) -> None:
         assert [live["requests"] for live in status["live"]] == [2]  # the 10 imported are store hits
         cancelled = labelmill("batches", "cancel", "--out", str(tmp_path / "out"), "--cache", cache)
         assert cancelled["by_status"] == {"collected": 1}
+
+
+async def test_a_crash_during_the_download_collects_again_and_pays_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from labelmill.engine.run._batch import BatchRoute
+
+    source = make_cqa(30, tmp_path / "in.jsonl")
+    sort_errors = BatchRoute._sort_errors
+
+    async def crash(self: BatchRoute, *args: Any) -> Any:
+        raise Crash  # the answers are in the store; the batch is not marked collected
+
+    async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
+        monkeypatch.setattr(BatchRoute, "_sort_errors", crash)
+        with pytest.raises(Crash):
+            await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
+        assert batch_status(tmp_path / "out") == {"completed"}
+        monkeypatch.setattr(BatchRoute, "_sort_errors", sort_errors)
+        result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
+        assert mock.stats.ok == 30 and mock.batches.stats.batches_created == 1  # answered and paid once
+    assert result.status is RunStatus.COMPLETE and result.summary["records"] == 30

@@ -2,8 +2,9 @@
 
 Records are a pure function of the input and the store, so `replay` rebuilds shards byte for byte:
 nothing in a record depends on the run that wrote it. Run facts (cache hits, dollars paid by this
-run, timings) live in the manifest and the summary. `cost_usd` is what the response cost when it
-was bought, as the store recorded it.
+run, timings) live in the manifest and the summary. `cost_usd` is the response's usage at the
+list (online) price, as the store recorded it, whichever route bought it: records do not say the
+route (a batch answer cost half that; the summary and the manifest say what was paid).
 """
 
 from __future__ import annotations
