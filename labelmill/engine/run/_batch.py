@@ -24,6 +24,7 @@ import itertools
 import json
 import logging
 import secrets
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | N
                             sender: SenderFactory | None) -> RunResult:  # fmt: skip
     if config.select == "uncertainty" and config.detach:
         raise UsageError("--select uncertainty runs two passes, the second chosen from the first: drop --detach")
+    started = time.monotonic()
     config = _plan_at_batch_prices(config)
     state = BatchState.load(config.out_dir)
     state.base_url, state.model = config.base_url, config.model
@@ -72,6 +74,7 @@ async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | N
     result = await run_once(replace(config, budget=left), interrupt, leftovers)  # run_once: no route dispatch
     result.summary["route"] = config.route
     result.summary["batches"] = state.summary()
+    result.summary["seconds"] = round(time.monotonic() - started, 3)  # the batches' wait included
     money = result.summary["money"]
     money["paid_batch"] = round(route.spent, 8)
     money["spent"] = round(money.get("spent", 0.0) + route.spent, 8)
