@@ -46,6 +46,7 @@ def annotate_config(
     prices: Prices | str | Path | None = None, limit: int | None = None, shard_size: int = 10_000,
     timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False, route: str = "online",
     detach: bool = False, batch_discount: float | None = None, batch_poll_s: float = 60.0,
+    batch_max_requests: int = 50_000, batch_max_mb: float = 200.0,
 ) -> AnnotateConfig:  # fmt: skip
     """The settings of an annotate run, checked; the same defaults as `labelmill annotate`."""
     resolved: Prices | None
@@ -67,7 +68,8 @@ def annotate_config(
         tokenizer=None if tokenizer is None else str(tokenizer), max_tokens=max_tokens, limit=limit,
         shard_size=shard_size, timeout_s=timeout,
         retry=RetryPolicy(attempts=attempts), shots=shots, progress=progress, route=route, detach=detach,
-        batch_poll_s=batch_poll_s,
+        batch_poll_s=batch_poll_s, batch_max_requests=batch_max_requests,
+        batch_max_bytes=int(batch_max_mb * 1024 * 1024),
     )  # fmt: skip
 
 

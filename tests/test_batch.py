@@ -280,7 +280,7 @@ def test_the_batch_commands_on_the_command_line(tmp_path: Path) -> None:
 async def test_a_crash_during_the_download_collects_again_and_pays_nothing_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from labelmill.engine.run._batch import BatchRoute
+    from labelmill.engine.run import BatchRoute
 
     source = make_cqa(30, tmp_path / "in.jsonl")
     sort_errors = BatchRoute._sort_errors
@@ -297,3 +297,16 @@ async def test_a_crash_during_the_download_collects_again_and_pays_nothing_twice
         result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
         assert mock.stats.ok == 30 and mock.batches.stats.batches_created == 1  # answered and paid once
     assert result.status is RunStatus.COMPLETE and result.summary["records"] == 30
+
+
+async def test_input_files_split_at_the_line_and_size_limits(tmp_path: Path) -> None:
+    source = make_cqa(25, tmp_path / "in.jsonl")
+    async with MockTeacher(MockConfig(batch_latency_s=0.05)) as mock:
+        by_lines = await annotate(run_config(tmp_path, source, mock.base_url, "lines", route="batch",
+                                             batch_max_requests=10))  # fmt: skip
+        assert mock.batches.stats.batches_created == 3  # 10 + 10 + 5
+        by_size = await annotate(run_config(tmp_path, source, mock.base_url, "size", route="batch", rationale_rate=1.0,
+                                            batch_max_bytes=4000))  # fmt: skip
+        sizes = [len(data) for obj, data in mock.batches.files.values() if obj["purpose"] == "batch"]
+    assert by_lines.summary["records"] == by_size.summary["records"] == 25
+    assert len(sizes) > 4 and max(sizes[3:]) <= 4000  # every file of the second run within the limit

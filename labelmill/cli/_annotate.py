@@ -178,6 +178,10 @@ def batch_import(results: str, cache_dir: str, model: str, as_json: bool) -> Non
               help="Batch price as a share of the online one (default 0.5, or the prices file's).")  # fmt: skip
 @click.option("--batch-poll-s", type=click.FloatRange(0.01), default=60.0, show_default=True,
               help="The longest wait between two polls of the batches in flight.")  # fmt: skip
+@click.option("--batch-max-requests", type=click.IntRange(1), default=50_000, show_default=True,
+              help="Lines of one batch input file.")  # fmt: skip
+@click.option("--batch-max-mb", type=click.FloatRange(0.001), default=200.0, show_default=True,
+              help="Size of one batch input file.")  # fmt: skip
 @click.option("--estimate", is_flag=True, help="Price the corpus without sending anything.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @handle_errors

@@ -5,7 +5,7 @@ The top of the engine: it may import every other engine room; none of them impor
 """
 
 from labelmill.engine.run._annotate import annotate
-from labelmill.engine.run._batch import manage_batches, progress_line
+from labelmill.engine.run._batch import BatchRoute, manage_batches, progress_line
 from labelmill.engine.run._batch_files import export_requests, import_results
 from labelmill.engine.run._failures import Failure, FailureLog, IdRegistry
 from labelmill.engine.run._once import SenderFactory
@@ -18,6 +18,7 @@ from labelmill.engine.run._stats import OrderedOutput, Progress, RunStats
 from labelmill.engine.run._stop import RefusalWatch, Stop, StopReason
 
 __all__ = [
+    "BatchRoute",
     "Done",
     "Failure",
     "FailureLog",

@@ -203,7 +203,7 @@ class BatchRoute:
         chunks: list[list[tuple[Meta, dict[str, Any]]]] = []
         size = 0
         for meta, body in lines:
-            line_bytes = len(json.dumps(body)) + 100
+            line_bytes = len(request_line(meta.key, body).encode("utf-8"))
             if not chunks or len(chunks[-1]) >= self.settings.max_requests or \
                     size + line_bytes > self.settings.max_bytes:  # fmt: skip
                 chunks.append([])
@@ -232,6 +232,7 @@ class BatchRoute:
             uploaded = await self.api.upload(self.state.input_path(record), f"{record.name}.jsonl")
             record.file_id, record.status = str(uploaded["id"]), "uploaded"
             self.state.save()
+            await self._until_processed(uploaded)
         if record.status == "uploaded":
             record.status = "creating"
             self.state.save()
@@ -240,6 +241,17 @@ class BatchRoute:
             created = await self.api.create(record.file_id, {"labelmill": record.name})
             record.batch_id, record.status = str(created["id"]), str(created["status"])
             self.state.save()
+
+    async def _until_processed(self, uploaded: dict[str, Any]) -> None:
+        """A batch can be created only from a file the server has processed."""
+        wait, file = 0.1, uploaded
+        while file.get("status") in ("uploaded", "pending"):
+            await asyncio.sleep(wait)
+            wait = min(self.settings.poll_s, wait * 2)
+            file = await self.api.file(str(file["id"]))
+        if file.get("status") == "error":
+            raise UsageError(f"the server could not process batch input file {file['id']}: "
+                             f"{file.get('status_details') or 'no details'}")  # fmt: skip
 
     # -- after a crash --------------------------------------------------------------------------
     async def recover(self) -> None:
