@@ -81,9 +81,17 @@ class BatchAPI:
     async def batch(self, batch_id: str) -> dict[str, Any]:
         return await self._retrying(lambda: self._json("GET", f"/batches/{batch_id}"))
 
-    async def batches(self) -> list[dict[str, Any]]:
-        listed = await self._retrying(lambda: self._json("GET", "/batches", params={"limit": "100"}))
-        return list(listed.get("data") or [])
+    async def batches(self, most: int = 10_000) -> list[dict[str, Any]]:
+        """The account's batches, newest first, page by page (up to `most`)."""
+        found: list[dict[str, Any]] = []
+        params = {"limit": "100"}
+        while len(found) < most:
+            page = await self._retrying(lambda: self._json("GET", "/batches", params=dict(params)))
+            found += list(page.get("data") or [])
+            if not page.get("has_more") or not found:
+                return found
+            params["after"] = str(found[-1]["id"])
+        return found
 
     async def cancel(self, batch_id: str) -> dict[str, Any]:
         return await self._retrying(lambda: self._json("POST", f"/batches/{batch_id}/cancel"))
