@@ -47,6 +47,8 @@ log = logging.getLogger("labelmill")
 
 async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | None,
                             sender: SenderFactory | None) -> RunResult:  # fmt: skip
+    if config.source == "-":
+        raise UsageError("the batch route reads INPUT twice (to submit, then to write the shards): give a file, not -")
     if config.select == "uncertainty" and config.detach:
         raise UsageError("--select uncertainty runs two passes, the second chosen from the first: drop --detach")
     started = time.monotonic()
