@@ -168,14 +168,17 @@ class Crash(Exception):
     """Stands for `kill -9` at one moment of a batch's submission."""
 
 
-@pytest.mark.parametrize("moment", ["after the upload, before its id is saved", "between upload and create"])
+@pytest.mark.parametrize(
+    "moment", ["after the upload, before its id is saved", "after the upload is saved", "between upload and create"]
+)
 async def test_a_crash_while_submitting_reuses_the_upload_on_the_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
+    from labelmill.engine.run import BatchRoute
     from labelmill.engine.teacher import BatchAPI
 
     source = make_cqa(30, tmp_path / "in.jsonl")
-    upload, create = BatchAPI.upload, BatchAPI.create
+    upload = BatchAPI.upload
 
     async def upload_then_crash(self: BatchAPI, *args: Any) -> dict[str, Any]:
         await upload(self, *args)
@@ -185,14 +188,15 @@ async def test_a_crash_while_submitting_reuses_the_upload_on_the_rerun(
         raise Crash
 
     async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
-        if moment.startswith("after the upload"):
+        if moment == "after the upload, before its id is saved":
             monkeypatch.setattr(BatchAPI, "upload", upload_then_crash)
+        elif moment == "after the upload is saved":  # the state says `uploaded`, nothing says `creating`
+            monkeypatch.setattr(BatchRoute, "_until_processed", crash)
         else:
             monkeypatch.setattr(BatchAPI, "create", crash)
         with pytest.raises(Crash):
             await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
-        monkeypatch.setattr(BatchAPI, "upload", upload)
-        monkeypatch.setattr(BatchAPI, "create", create)
+        monkeypatch.undo()
         result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
         assert mock.batches.stats.files_uploaded == 1 and max(mock.batches.stats.batch_uploads.values()) == 1
         assert mock.batches.stats.batches_created == 1

@@ -5,8 +5,10 @@ The top of the engine: it may import every other engine room; none of them impor
 """
 
 from labelmill.engine.run._annotate import annotate
-from labelmill.engine.run._batch import BatchRoute, manage_batches, progress_line
+from labelmill.engine.run._batch import BatchRoute
+from labelmill.engine.run._batch_commands import manage_batches
 from labelmill.engine.run._batch_files import export_requests, import_results
+from labelmill.engine.run._batch_state import progress_line
 from labelmill.engine.run._failures import Failure, FailureLog, IdRegistry
 from labelmill.engine.run._once import SenderFactory
 from labelmill.engine.run._requests import Done, Outcome, Request, Requests

@@ -26,20 +26,19 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from labelmill._exceptions import BudgetExhausted, RequestRejected, RetryableError, UsageError
 from labelmill.cache import ResponseStore, StoredResponse, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine.money import Commitment, Planner, Prices, token_upper_bound
+from labelmill.engine.money import Commitment, Planner, Prices, estimate_corpus, token_upper_bound
 from labelmill.engine.run._batch_files import missing_requests, request_line
-from labelmill.engine.run._batch_state import FINISHED, BatchRecord, BatchState, Meta
+from labelmill.engine.run._batch_state import FINISHED, BatchRecord, BatchState, Meta, progress_line
 from labelmill.engine.run._once import SenderFactory, run_once
 from labelmill.engine.run._requests import Request
 from labelmill.engine.run._result import RunResult, RunStatus
-from labelmill.engine.tasks import VARIANT_RATIONALE
-from labelmill.engine.teacher import BatchAPI
+from labelmill.engine.tasks import VARIANT_LABEL, VARIANT_RATIONALE
+from labelmill.engine.teacher import BatchAPI, TeacherCounters
 from labelmill.engine.teacher._client import RETRYABLE_STATUSES
 
 log = logging.getLogger("labelmill")
@@ -90,12 +89,10 @@ def _plan_at_batch_prices(config: AnnotateConfig) -> AnnotateConfig:
     prices, fixed before the first batch (batches are priced and reserved whole)."""
     if not config.auto_rate or config.prices is None or config.budget is None:
         return config
-    from labelmill.engine.money._estimate import estimate_corpus
-
     prices = config.prices.batch()
     with ResponseStore(config.cache_dir) as store:
         estimate = estimate_corpus(config.source, config.task, prices, store=store, limit=config.limit)
-    label, rationale = estimate.variants["label"], estimate.variants[VARIANT_RATIONALE]
+    label, rationale = estimate.variants[VARIANT_LABEL], estimate.variants[VARIANT_RATIONALE]
     per = [(v.dollars or 0.0) / max(1, v.requests) for v in (label, rationale)]
     rate = Planner(*per).rate(config.budget, max(1, estimate.examples))
     log.info("batch route: explanation rate %.3f spends the budget at batch prices", rate)
@@ -107,8 +104,6 @@ class Leftovers:
     missing (the batch's reason, or the budget that did not cover a batch)."""
 
     def __init__(self, failures: dict[str, list[str]]) -> None:
-        from labelmill.engine.teacher import TeacherCounters
-
         self.failures = failures
         self.counters = TeacherCounters()
 
@@ -168,7 +163,7 @@ class BatchRoute:
         await self._submit(lines, attempt=1)
 
     async def _submit(self, lines: list[tuple[Meta, dict[str, Any]]], attempt: int) -> None:
-        fitting = self._fit_budget(lines)
+        fitting = [(meta, request_line(meta.key, body)) for meta, body in self._fit_budget(lines)]
         for chunk in self._chunks(fitting):
             record = self._prepare(chunk, attempt)
             await self._upload_and_create(record)
@@ -201,28 +196,29 @@ class BatchRoute:
             self.deferred = []
             self.state.save()
 
-    def _chunks(self, lines: list[tuple[Meta, dict[str, Any]]]) -> list[list[tuple[Meta, dict[str, Any]]]]:
-        chunks: list[list[tuple[Meta, dict[str, Any]]]] = []
+    def _chunks(self, lines: list[tuple[Meta, str]]) -> list[list[tuple[Meta, str]]]:
+        """(meta, input line) in files of at most `max_requests` lines and `max_bytes`."""
+        chunks: list[list[tuple[Meta, str]]] = []
         size = 0
-        for meta, body in lines:
-            line_bytes = len(request_line(meta.key, body).encode("utf-8"))
+        for meta, line in lines:
+            line_bytes = len(line.encode("utf-8"))
             if not chunks or len(chunks[-1]) >= self.settings.max_requests or \
                     size + line_bytes > self.settings.max_bytes:  # fmt: skip
                 chunks.append([])
                 size = 0
-            chunks[-1].append((meta, body))
+            chunks[-1].append((meta, line))
             size += line_bytes
         return chunks
 
-    def _prepare(self, chunk: list[tuple[Meta, dict[str, Any]]], attempt: int) -> BatchRecord:
+    def _prepare(self, chunk: list[tuple[Meta, str]], attempt: int) -> BatchRecord:
         """Write the input and meta files, reserve the chunk's worst case, and save: before upload."""
         name = f"labelmill-{self.token}-{next(self._numbers):05d}"
         record = BatchRecord(name, attempt, len(chunk), round(sum(m.worst_usd for m, _ in chunk), 10))
         self.state.files.mkdir(parents=True, exist_ok=True)
         with open(self.state.input_path(record), "w", encoding="utf-8") as inputs, \
                 open(self.state.meta_path(record), "w", encoding="utf-8") as metas:  # fmt: skip
-            for meta, body in chunk:
-                inputs.write(request_line(meta.key, body))
+            for meta, line in chunk:
+                inputs.write(line)
                 metas.write(json.dumps({"key": meta.key, "tag": meta.tag, "rationale": meta.rationale,
                                         "worst_usd": meta.worst_usd}) + "\n")  # fmt: skip
         self.state.batches.append(record)
@@ -256,9 +252,11 @@ class BatchRoute:
                              f"{file.get('status_details') or 'no details'}")  # fmt: skip
 
     # -- after a crash --------------------------------------------------------------------------
-    async def recover(self) -> None:
-        """Finish what a killed run left half done, asking the server what it already has."""
-        pending = [b for b in self.state.live() if b.status in ("prepared", "creating")]
+    async def recover(self, submit: bool = True) -> None:
+        """Finish what a killed run left half done, asking the server what it already has. With
+        `submit` false (cancelling), adopt what the server has and start nothing: a batch that
+        never started is dropped, and its keys are left to the next run."""
+        pending = [b for b in self.state.live() if b.status in ("prepared", "uploaded", "creating")]
         if not pending:
             return
         files = {f.get("filename"): str(f["id"]) for f in await self.api.files()}
@@ -266,11 +264,14 @@ class BatchRoute:
         for record in pending:
             if record.status == "prepared" and f"{record.name}.jsonl" in files:
                 record.file_id, record.status = files[f"{record.name}.jsonl"], "uploaded"  # reuse the upload
-            if record.status == "creating" and record.file_id in batches:
+            if record.file_id in batches:
                 found = batches[record.file_id]  # the batch was created: adopt it
                 record.batch_id, record.status = str(found["id"]), str(found["status"])
+            elif not submit:
+                record.reserved_usd, record.status = 0.0, "collected"
             self.state.save()
-            await self._upload_and_create(record)
+            if submit:
+                await self._upload_and_create(record)
 
     # -- collect --------------------------------------------------------------------------------
     async def wait_and_collect(self, interrupt: asyncio.Event | None) -> None:
@@ -306,30 +307,30 @@ class BatchRoute:
 
     async def _collect(self, record: BatchRecord, batch: dict[str, Any]) -> None:
         metas = {meta.key: meta for meta in self.state.metas(record)}
-        answered = await self._store_answers(record, batch, metas)
-        retry, split = await self._sort_errors(record, batch, metas, answered)
         bodies = self.state.bodies(record)
-        again = [(metas[key], bodies[key]) for key in retry]
+        answered = await self._store_answers(record, batch, metas, bodies)
+        retry, split = await self._sort_errors(record, batch, metas, answered)
         if not self.settings.resubmit:  # left to the next run, which submits what is missing
-            retry, again = [], []
-        record.resubmitted = len(again) if record.attempt < self.settings.attempts else 0
-        if not record.resubmitted:
+            retry = []
+        elif record.attempt >= self.settings.attempts:
             for key in retry:
                 self.state.failures[key] = [
                     "gave_up",
                     f"not answered after {record.attempt} batches ({batch['status']})",
                 ]
+            retry = []
+        record.resubmitted = len(retry)
         record.reserved_usd, record.status = 0.0, "collected"
         self.state.save()
-        if record.resubmitted:
+        if retry:
             if split:  # the server refused the batch's size: half as many lines a batch
-                self.settings.max_requests = max(1, len(again) // 2)
-            await self._submit(again, record.attempt + 1)
+                self.settings.max_requests = max(1, len(retry) // 2)
+            await self._submit([(metas[key], bodies[key]) for key in retry], record.attempt + 1)
 
-    async def _store_answers(self, record: BatchRecord, batch: dict[str, Any], metas: dict[str, Meta]) -> set[str]:
+    async def _store_answers(self, record: BatchRecord, batch: dict[str, Any], metas: dict[str, Meta],
+                             bodies: dict[str, dict[str, Any]]) -> set[str]:  # fmt: skip
         if not batch.get("output_file_id"):
             return set()
-        bodies = self.state.bodies(record)
         entries, answered = [], set()
         for line in (await self.api.content(str(batch["output_file_id"]))).splitlines():
             row = json.loads(line)
@@ -399,39 +400,3 @@ def _missing(status: str, split: bool, message: str) -> tuple[bool, str, str]:
     if status == "cancelled":
         return False, "not_attempted", "its batch was cancelled"
     return True, "gave_up", f"no answer in a {status} batch"
-
-
-async def manage_batches(action: str, out_dir: Path, cache_dir: Path, prices: Prices | None,
-                         api_key: str | None, base_url: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """`labelmill batches status|collect|cancel`: what is in flight for OUT; collect what is finished
-    (without submitting anything); or cancel what is live and collect what it had done."""
-    state = BatchState.load(out_dir)
-    if not state.batches:
-        raise UsageError(f"{out_dir} has no batches (no {state.path.name}): nothing to {action}")
-    url = base_url or state.base_url
-    if action == "status":
-        live = [{"name": b.name, "batch_id": b.batch_id, "status": b.status, "requests": b.requests}
-                for b in state.live()]  # fmt: skip
-        return {**state.summary(), "live": live, "base_url": url}
-    with ResponseStore(cache_dir) as store:
-        async with BatchAPI(url, api_key) as api:
-            route = BatchRoute(BatchSettings(prices, resubmit=False, poll_s=1.0), state, store, api)
-            await route.recover()
-            if action == "cancel":
-                for record in state.live():
-                    if record.batch_id is not None:
-                        record.status = str((await route.api.cancel(record.batch_id))["status"])
-                state.save()
-                while any(b.batch_id is not None for b in state.live()):  # cancelling -> cancelled
-                    if not await route.collect_finished():
-                        await asyncio.sleep(0.25)
-            else:
-                await route.collect_finished()
-    return {**state.summary(), "spent_now_usd": round(route.spent, 8)}
-
-
-def progress_line(batches: dict[str, Any]) -> str:
-    states = ", ".join(f"{n} {status}" for status, n in batches["by_status"].items())
-    return (f"batches: {batches['batches']} ({states}); {batches['answered']} answered, {batches['failed']} failed, "
-            f"{batches['resubmitted']} resubmitted; ${batches['spent_usd']:.4f} spent, "
-            f"${batches['reserved_usd']:.4f} reserved")  # fmt: skip

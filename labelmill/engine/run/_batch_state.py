@@ -128,3 +128,10 @@ class BatchState:
             "spent_usd": round(sum(b.spent_usd for b in self.batches), 8),
             "reserved_usd": round(sum(b.reserved_usd for b in self.batches if b.live), 8),
         }
+
+
+def progress_line(batches: dict[str, Any]) -> str:
+    states = ", ".join(f"{n} {status}" for status, n in batches["by_status"].items())
+    return (f"batches: {batches['batches']} ({states}); {batches['answered']} answered, {batches['failed']} failed, "
+            f"{batches['resubmitted']} resubmitted; ${batches['spent_usd']:.4f} spent, "
+            f"${batches['reserved_usd']:.4f} reserved")  # fmt: skip

@@ -58,7 +58,6 @@ class _Paced:
     variant: str
     base: int  # our count of the prompt
     max_tokens: int
-    paced: int = 0  # what the last attempt acquired the TPM limit with
     sent_at: float = 0.0  # when the last attempt left (the loop's clock)
 
 
@@ -133,8 +132,7 @@ class PricedTeacher:
         self.breaker.check()
 
         def paced() -> int:  # estimated when the request's turn comes, with the calibration of then
-            request.paced = self.pacing.tokens(request.variant, request.base, request.max_tokens)
-            return request.paced
+            return self.pacing.tokens(request.variant, request.base, request.max_tokens)
 
         await self.limits.acquire(paced)
         learned = self.limits.generation

@@ -64,13 +64,9 @@ class RateLimiter:
         """When a request of no size could go: the earliest a booking made now would start."""
         return self._theoretical_arrival - self.burst * self._interval
 
-    def defer(self, until: float) -> bool:
-        """Never free up before `until`: what the server says its own bucket needs to drain.
-        True when that moved the schedule."""
-        if until <= self._theoretical_arrival:
-            return False
-        self._theoretical_arrival = until
-        return True
+    def defer(self, until: float) -> None:
+        """Never free up before `until`: what the server says its own bucket needs to drain."""
+        self._theoretical_arrival = max(self._theoretical_arrival, until)
 
     async def acquire(self, amount: float = 1.0) -> None:
         wait = self.reserve(amount, asyncio.get_running_loop().time())

@@ -54,7 +54,8 @@ class Calibration:
 
 
 class Pacing:
-    """`tokens(body, variant, prompt_bound)`: what to pace a request by; `observe(...)` learns."""
+    """`base(body, prompt_bound)`: our count of a prompt; `tokens(variant, base, max_tokens)`: what
+    to pace its request by; `observe(variant, base, usage)`: learn from an answer."""
 
     def __init__(
         self,
