@@ -1,13 +1,14 @@
 """The default recipe learns a task it was not tuned on: the `nature` world of the generated corpus
 (other categories, items and question frames than the demo's), end to end through the CLI.
 
-Slow (a few CPU minutes): it is the check that `labelmill train` with no flags gives a student
-that learns, the outcome the trainer exists for."""
+Slow (three trainings of about 2.5 CPU minutes each): it is the check that `labelmill train` with no
+flags gives a student that learns, the outcome the trainer exists for."""
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from labelmill.testing import make_cqa
 from tests.mockproc import mock_teacher_process
 
 ROWS, HELD_OUT = 1600, 300
+SEEDS = (0, 1, 2)  # the recipe's spread between seeds is real: assert on their mean
 
 
 def labelmill(*args: str) -> dict[str, object]:
@@ -47,11 +49,16 @@ def test_the_default_recipe_learns_an_unseen_generated_task(tmp_path: Path) -> N
                   "--base-url", url, *common)  # fmt: skip
     teacher = accuracy(tmp_path / "teacher")
     assert 0.6 < teacher < 0.9  # the mock answers at random about a quarter of the time
-    labelmill("train", str(tmp_path / "run"), "--out", str(tmp_path / "student"))
-    student = labelmill("evaluate", str(tmp_path / "student"), str(held_out), "--task", "cqa")
-    assert student["with_gold"] == HELD_OUT
-    # Measured at this size: 0.69 generated, 0.79 ranked, teacher 0.767 (README). Generated labels sit
-    # at the 0.9 x goal itself, so the test holds them to 0.8 x and rank classification to 0.9 x;
-    # chance is 0.2.
-    assert float(student["accuracy"]) >= 0.8 * teacher, (student, teacher)  # type: ignore[arg-type]
-    assert float(student["rank_accuracy"]) >= 0.9 * teacher, (student, teacher)  # type: ignore[arg-type]
+    students = []
+    for seed in SEEDS:
+        out = str(tmp_path / f"student-{seed}")
+        labelmill("train", str(tmp_path / "run"), "--out", out, "--seed", str(seed))
+        students.append(labelmill("evaluate", out, str(held_out), "--task", "cqa"))
+    assert all(s["with_gold"] == HELD_OUT for s in students)
+    generated = statistics.fmean(float(s["accuracy"]) for s in students)  # type: ignore[arg-type]
+    ranked = statistics.fmean(float(s["rank_accuracy"]) for s in students)  # type: ignore[arg-type]
+    # Measured (README): generated labels about 1.1 x the teacher, ranked about 1.1 x, the seeds
+    # within a few points of each other. The bars sit well below that: the mean of 3 seeds must reach
+    # 0.9 x on generated labels (the issue's goal) and 0.95 x ranked; chance is 0.2.
+    assert generated >= 0.9 * teacher, (students, teacher)
+    assert ranked >= 0.95 * teacher, (students, teacher)

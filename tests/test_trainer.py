@@ -79,11 +79,26 @@ def test_rows_respect_explanation_rate_and_gold_labels() -> None:
         to_rows(missing, "gold", 1.0)
 
 
-def test_tokenizer_training_is_deterministic() -> None:
-    texts = [r.text for r in toy_records(50)] + COLORS
-    first, second = train_tokenizer(texts, 200), train_tokenizer(texts, 200)
-    assert first.get_vocab() == second.get_vocab()
-    assert first("the paint is red")["input_ids"] == second("the paint is red")["input_ids"]
+TOKENIZER_SCRIPT = """
+import sys
+from labelmill.trainer import train_tokenizer
+texts = [line for line in sys.stdin.read().splitlines()]
+print(train_tokenizer(texts, 200).backend_tokenizer.to_str())
+"""
+
+
+def test_tokenizer_training_is_deterministic_across_processes() -> None:
+    # Hash maps iterate in another order in each process (Rust seeds them at random), so two calls
+    # in one process prove nothing: train in two processes and compare the whole tokenizer.
+    texts = "\n".join([r.text for r in toy_records(50)] + COLORS + ["a planet; Neptune is a planet, so it fits."] * 3)
+    runs = [subprocess.run([sys.executable, "-c", TOKENIZER_SCRIPT], input=texts, capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)]  # fmt: skip
+    assert runs[0] == runs[1]
+    tokenizer = train_tokenizer(texts.splitlines(), 200)
+    assert tokenizer.convert_ids_to_tokens(tokenizer("the paint is red")["input_ids"]) == [
+        "▁the", "▁paint", "▁is", "▁red", "</s>"]  # fmt: skip  # words seen twice are one piece each
+    assert tokenizer.decode(tokenizer("Neptune is a planet, so it fits.")["input_ids"], skip_special_tokens=True) == (
+        "Neptune is a planet, so it fits.")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +190,33 @@ def test_evaluate_and_predict_on_a_toy_set(trained: tuple[Path, dict[str, object
     summary = json.loads(evaluated.stdout)
     assert summary["examples"] == 4 and 0 <= summary["accuracy"] <= 1 and "rank_accuracy" in summary
     assert len(Path(summary["predictions"]).read_text().splitlines()) == 4
+
+
+def test_the_same_command_gives_the_same_student_in_another_process(tmp_path: Path) -> None:
+    shards = write_shards(toy_records(80), tmp_path / "shards")
+    digests = []
+    for run in ("a", "b"):
+        done = labelmill("train", str(shards), "--out", str(tmp_path / run), "--max-steps", "12", "--eval-steps", "6",
+                         "--json")  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.append(json.loads(done.stdout)["weights_sha256"])
+    assert digests[0] == digests[1]
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+
+
+def test_training_leaves_the_processs_torch_settings_as_it_found_them(tmp_path: Path) -> None:
+    shards = write_shards(toy_records(40), tmp_path / "shards")
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    seen: list[int] = []
+
+    class Threads(TrainerCallback):
+        def on_step_end(self, *args: Any, **kwargs: Any) -> None:
+            seen.append(torch.get_num_threads())
+
+    train(TrainConfig(shards=str(shards), out_dir=str(tmp_path / "m"), max_steps=2, eval_steps=2, threads=1),
+          callbacks=[Threads()])  # fmt: skip
+    assert seen == [1, 1]
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
 
 
 def test_shards_without_rationales_train_label_only_with_a_note(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from labelmill.engine import (
 )
 
 _DEFAULTS: dict[str, Any] = {  # TrainConfig's defaults, without importing torch for --help
-    "epochs": 10.0, "batch_size": 16, "warmup": 0.02,
+    "epochs": 10.0, "batch_size": 16, "warmup": 0.02, "threads": 2,
 }  # fmt: skip
 
 

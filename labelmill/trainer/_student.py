@@ -1,12 +1,11 @@
 """The student: a Hugging Face seq2seq model (id or local path), or a T5 built from a config.
 
-`scratch:tiny` / `scratch:small` need no network: a Unigram tokenizer is trained on the shards'
+`scratch:tiny` / `scratch:small` need no network: a BPE tokenizer is trained on the shards'
 text with the `tokenizers` library and saved with the model.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -46,21 +45,20 @@ SCRATCH = {
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """A Unigram tokenizer on `texts`; the same texts give the same tokenizer."""
-    tokenizer = Tokenizer(models.Unigram())
+    """A BPE tokenizer on `texts`; the same texts give the same tokenizer, in any process.
+
+    BPE, not Unigram: on a corpus of a few thousand rows the Unigram trainer stopped at a few hundred
+    pieces and spelled most words letter by letter ("Neptune" as 7 pieces), so the student had to
+    learn each word's meaning from its letters and copy answers out piece by piece. BPE merges every
+    word seen twice into one piece (up to `vocab_size`); its merges are ordered by count, then by
+    the pair, so the result does not depend on hash-map order. Punctuation is split off words, so
+    "planet;" and "planet" share a piece."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.normalizer = normalizers.NFKC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
     tokenizer.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=SPECIALS, unk_token="<unk>", show_progress=False
-    )
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIALS, show_progress=False)
     tokenizer.train_from_iterator(list(texts), trainer=trainer)
-    # The trainer orders pieces of equal score as its hash maps iterate, which differs run to run:
-    # renumber them by (score, piece) so the same texts always give the same ids.
-    pieces = json.loads(tokenizer.to_str())["model"]["vocab"]
-    specials = [p for p in pieces if p[0] in SPECIALS]
-    ordered = specials + sorted((p for p in pieces if p[0] not in SPECIALS), key=lambda p: (-p[1], p[0]))
-    tokenizer.model = models.Unigram([(piece, score) for piece, score in ordered], unk_id=SPECIALS.index("<unk>"))
     eos = tokenizer.token_to_id("</s>")
     tokenizer.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")

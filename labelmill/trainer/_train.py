@@ -19,6 +19,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -73,6 +75,10 @@ class TrainConfig:
     max_source_tokens: int = 512
     max_target_tokens: int = 128
     seed: int = 0
+    # CPU threads for torch while training. Part of the recipe: a float sum split over another
+    # number of threads rounds differently, so the same seed gives the same student only at the
+    # same count. None: leave torch's setting alone.
+    threads: int | None = 2
     resume: bool = False
 
     def lr(self) -> float:
@@ -86,6 +92,11 @@ def train(config: TrainConfig, callbacks: list[TrainerCallback] | None = None) -
 
     Returns the run's summary on every process; `summary["main_process"]` says which one should
     report it."""
+    with recipe_settings(config.threads):
+        return _train(config, callbacks)
+
+
+def _train(config: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict[str, Any]:
     started = time.monotonic()
     set_seed(config.seed)
     train_rows, valid_rows, notes = prepare_rows(config)
@@ -136,6 +147,23 @@ def train(config: TrainConfig, callbacks: list[TrainerCallback] | None = None) -
         "model_dir": str(model_dir),
         "notes": notes,
     }
+
+
+@contextmanager
+def recipe_settings(threads: int | None) -> Iterator[None]:
+    """For the block: torch's intra-op thread count and, on a CPU, deterministic kernels (free there;
+    on CUDA some ops have none, and it would fail them). Both are restored after it: they are the
+    process's settings, not ours."""
+    before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if not torch.cuda.is_available():
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1])
 
 
 def prepare_rows(config: TrainConfig) -> tuple[list[Row], list[Row], list[str]]:
