@@ -14,7 +14,7 @@ import pytest
 
 from labelmill.cache import ShardRecord, Usage
 from labelmill.trainer import Setting, SweepConfig
-from labelmill.trainer._sweep import annotation_costs
+from labelmill.trainer._sweep import annotation_costs, cheapest_near_best
 from tests.test_trainer import toy_records, write_shards
 
 PRICE_IN, PRICE_OUT = 0.15e-6, 0.60e-6
@@ -70,12 +70,14 @@ def test_bench_distill_writes_the_report_and_a_rerun_trains_nothing(tmp_path: Pa
     rows = json.loads(first.stdout)["rows"]
     assert [(r["explanation_rate"], r["label_only"], r["rationale_words"]) for r in rows] == [
         (0.0, False, None), (1.0, False, None), (0.0, True, None), (1.0, False, 3)]  # fmt: skip
+    (train_dir,) = (out / "data").glob("train-*")  # no --sizes: one size, the whole pool
+    trained_on = [json.loads(line) for line in (train_dir / "shards/part-00000.jsonl").read_text().splitlines()]
     for row in rows:
-        assert row["seeds"] == 2 and 0 <= row["accuracy_mean"] <= 1 and row["accuracy_std"] >= 0
-        assert {"explanation_rate", "label_only", "seeds", "accuracy_mean", "accuracy_std", "dollars_per_1k"} <= set(
+        assert row["seeds"] == 2 and row["examples"] == len(trained_on)
+        assert 0 <= row["accuracy_mean"] <= 1 and row["accuracy_std"] >= 0
+        assert {"explanation_rate", "label_only", "accuracy_mean", "accuracy_std", "dollars_per_1k", "dollars"} <= set(
             row
         )
-    trained_on = [json.loads(line) for line in (out / "data/train/shards/part-00000.jsonl").read_text().splitlines()]
     with_rationale = sum(r["rationale"] is not None for r in trained_on) / len(trained_on)
     assert rows[0]["explained"] == 0 and 0.3 < rows[1]["explained"] < 0.7  # rate 1 keeps every rationale there is
     assert rows[1]["explained"] == pytest.approx(with_rationale, abs=0.1)  # (less the validation slice)
@@ -90,3 +92,44 @@ def test_bench_distill_writes_the_report_and_a_rerun_trains_nothing(tmp_path: Pa
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(again.stdout)["rows"] == rows and "run 1/8" not in again.stderr
     assert (out / "runs.jsonl").read_text() == runs
+
+
+def test_sizes_train_each_setting_on_nested_subsets_and_price_what_each_bought(tmp_path: Path) -> None:
+    records = [priced(r, 40 + 7 * i, 20 + (i * 5) % 11) for i, r in enumerate(toy_records(60, rationale_every=1))]
+    shards = write_shards(records, tmp_path / "run")
+    out = tmp_path / "report"
+    args = [sys.executable, "-m", "labelmill", "bench", "distill", str(shards), "--out", str(out), "--rates", "1",
+            "--seeds", "1", "--sizes", "10,30", "--max-steps", "3", "--json"]  # fmt: skip
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout)["rows"]
+    assert [(r["examples"], r["name"]) for r in rows] == [
+        (10, "rate 1"), (10, "label-only"), (30, "rate 1"), (30, "label-only")]  # fmt: skip
+    ids = {
+        n: {
+            json.loads(line)["id"]
+            for line in (out / f"data/train-{n}/shards/part-00000.jsonl").read_text().splitlines()
+        }
+        for n in (10, 30)
+    }
+    assert len(ids[10]) == 10 and len(ids[30]) == 30 and ids[10] < ids[30]  # a smaller size is a subset
+    for row in rows:  # dollars spent = what the size's annotation implies
+        assert row["dollars"] == pytest.approx(row["dollars_per_1k"] * row["examples"] / 1000, abs=1e-6)
+    report = (out / "report.md").read_text()
+    assert "| rate 1 | 30 |" in report and "Cheapest within one std of the best" in report
+    too_big = subprocess.run([*args[:-1], "--sizes", "5,10000"], capture_output=True, text=True, timeout=600)
+    assert too_big.returncode != 0 and "each size must be 2 to" in too_big.stderr
+
+
+def row(name: str, examples: int, mean: float, std: float, dollars: float) -> dict[str, object]:
+    return {"name": name, "examples": examples, "accuracy_mean": mean, "accuracy_std": std, "dollars": dollars}
+
+
+def test_the_cheapest_setting_within_one_std_of_the_best_is_named() -> None:
+    rows = [row("rate 1", 100, 0.70, 0.02, 0.40), row("label-only", 300, 0.69, 0.01, 0.30),
+            row("label-only", 100, 0.50, 0.01, 0.10), row("rate 1", 300, 0.72, 0.03, 1.20)]  # fmt: skip
+    pick = cheapest_near_best(rows)
+    assert pick is not None and (pick["name"], pick["examples"], pick["best_examples"]) == ("label-only", 300, 300)
+    assert cheapest_near_best([row("rate 1", 10, 0.5, 0.0, 0.0) | {"dollars": None}]) is None  # unpriced

@@ -86,12 +86,21 @@ def _floats(value: str) -> tuple[float, ...]:
         raise click.BadParameter(f"{value!r}: give comma-separated numbers, e.g. 0,0.1,0.33,1") from None
 
 
+def _ints(value: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        message = f"{value!r}: give comma-separated whole numbers, e.g. 100,300"
+        raise click.BadParameter(message, param_hint=option) from None
+
+
 @bench.command("distill")
 @click.argument("shards", metavar="RUN")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Report directory.")
 @click.option("--rates", default="0,0.1,0.33,1", show_default=True, help="Explanation rates to train at.")
 @click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds per setting.")
 @click.option("--rationale-words", default="", help="Also train on rationales cut to these word counts, e.g. 10,20.")
+@click.option("--sizes", default="", help="Train each setting on the first N examples (by id hash), e.g. 100,300.")
 @click.option("--eval-split", type=click.Path(exists=True), default=None,
               help="Held-out test shards (default: a 20% slice of RUN by id, never trained on).")  # fmt: skip
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True)
@@ -99,16 +108,17 @@ def _floats(value: str) -> tuple[float, ...]:
 @click.option("--keep-models", is_flag=True, help="Keep every trained student under DIR/runs/.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} on stdout.')
 @handle_errors
-def bench_distill(shards: str, out_dir: str, rates: str, seeds: int, rationale_words: str, eval_split: str | None,
-                  alpha: float, student: str, keep_models: bool, as_json: bool, **train: Any) -> None:  # fmt: skip
+def bench_distill(shards: str, out_dir: str, rates: str, seeds: int, rationale_words: str, sizes: str,
+                  eval_split: str | None, alpha: float, student: str, keep_models: bool, as_json: bool,
+                  **train: Any) -> None:  # fmt: skip
     """Held-out accuracy against annotation dollars: several explanation rates, label-only, seeds."""
     from labelmill.trainer import SweepConfig, run_sweep
 
     setup_logging(False)
-    words = tuple(int(w) for w in _floats(rationale_words)) if rationale_words else ()
+    words = _ints(rationale_words, "--rationale-words")
     config = SweepConfig(shards=shards, out_dir=out_dir, student=student, rates=_floats(rates), seeds=seeds,
                          rationale_words=words, eval_split=eval_split, alpha=alpha, train=train,
-                         keep_models=keep_models)  # fmt: skip
+                         keep_models=keep_models, sizes=_ints(sizes, "--sizes"))  # fmt: skip
     report = run_sweep(config)
     if as_json:
         print_json({"rows": report["rows"]})

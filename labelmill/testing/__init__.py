@@ -3,12 +3,13 @@ mock teacher, generated corpora, and a harness that runs it and `labelmill` in p
 """
 
 from labelmill.testing._bench import Workload, mock_process, run_labelmill, run_replay, run_workload
-from labelmill.testing._corpus import ALL_CATEGORIES, cqa_rows, make_cqa, write_jsonl
+from labelmill.testing._corpus import ALL_CATEGORIES, LORE, cqa_rows, make_cqa, write_jsonl
 from labelmill.testing._mock import (
     HELPFUL_PHRASES,
     MockConfig,
     MockStats,
     MockTeacher,
+    believed_category,
     load_answers,
     serve,
 )
@@ -17,10 +18,12 @@ from labelmill.testing._ratelimits import count_tokens
 __all__ = [
     "ALL_CATEGORIES",
     "HELPFUL_PHRASES",
+    "LORE",
     "MockConfig",
     "MockStats",
     "MockTeacher",
     "Workload",
+    "believed_category",
     "count_tokens",
     "cqa_rows",
     "load_answers",

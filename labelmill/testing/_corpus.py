@@ -3,7 +3,11 @@
 `make_cqa(n)` writes multiple-choice items in the CommonsenseQA layout (`id`, `question`,
 `choices`, `answer`): "Which of these is a fruit?" with one fruit among four other things.
 `world="nature"` draws from a second vocabulary (other categories, items and question frames), so
-a recipe can be checked on a task it was not tuned on. The mock teacher knows both worlds.
+a recipe can be checked on a task it was not tuned on. `world="lore"` is a world of knowledge: its
+items are invented names (96 of them, no spelling gives a category away), so a student can learn an
+item's category only from what the teacher says. There the mock teacher's rationale names the
+category of every choice, as it believes it (it holds a wrong belief about 1 item in 10), which the
+label alone never tells. The mock teacher knows all three worlds.
 """
 
 from __future__ import annotations
@@ -46,11 +50,40 @@ NATURE_FRAMES = [
     "One of these is a {category}: which?",
     "Choose the option that is a {category}.",
 ]
+LORE_FRAMES = [
+    "In the old tales, which of these is a {category}?",
+    "Name the {category} of the legends among these.",
+    "The chronicles speak of a {category}. Which is it?",
+    "Which one do the stories call a {category}?",
+]
+
+
+def _invented_names(categories: list[str], per_category: int, seed: int) -> dict[str, list[str]]:
+    """`per_category` distinct made-up words a category, drawn from syllables by a seeded RNG."""
+    rng = random.Random(seed)
+    onsets = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "th", "sh"]
+    vowels, codas = ["a", "e", "i", "o", "u", "ai", "ou"], ["n", "r", "l", "s", "k"]
+    seen: set[str] = set()
+    out: dict[str, list[str]] = {}
+    for category in categories:
+        names: list[str] = []
+        while len(names) < per_category:
+            word = "".join(rng.choice(onsets) + rng.choice(vowels) for _ in range(rng.choice((2, 3))))
+            word += rng.choice(codas) if rng.random() < 0.5 else ""
+            if word not in seen:
+                seen.add(word)
+                names.append(word)
+        out[category] = names
+    return out
+
+
+LORE = _invented_names(["herb", "river", "spirit", "city", "beast", "star", "potion", "clan"], 12, seed=21)
 WORLDS: dict[str, tuple[dict[str, list[str]], list[str]]] = {
     "things": (CATEGORIES, FRAMES),
     "nature": (NATURE, NATURE_FRAMES),
+    "lore": (LORE, LORE_FRAMES),
 }
-ALL_CATEGORIES: dict[str, list[str]] = {**CATEGORIES, **NATURE}
+ALL_CATEGORIES: dict[str, list[str]] = {**CATEGORIES, **NATURE, **LORE}
 
 
 def cqa_rows(n: int, seed: int = 0, world: str = "things") -> Iterator[dict[str, Any]]:

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from labelmill.testing._batches import BatchFlags, MockBatches
-from labelmill.testing._corpus import ALL_CATEGORIES
+from labelmill.testing._corpus import ALL_CATEGORIES, LORE
 from labelmill.testing._ratelimits import MESSAGE_TOKENS, ServerLimits, count_tokens
 
 _CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
@@ -38,6 +38,8 @@ HELPFUL_PHRASES = ("Read every choice before answering.", "Think about what the 
                    "Prefer the most specific choice.")  # fmt: skip
 _FINAL_ANSWER = re.compile(r"(?:so the answer is|answer:)\s*(.+)", re.IGNORECASE)
 _CATEGORY_WORD = re.compile(r"\b(" + "|".join(map(re.escape, ALL_CATEGORIES)) + r")\b")  # one pass a question
+_LORE_CATEGORY = {item: category for category, items in LORE.items() for item in items}
+LORE_MISBELIEF_PERCENT = 10  # the share of the lore world's items whose category the teacher has wrong
 _QUESTION_LINE = re.compile(r"^\s*(?:Question|Text|Premise|Hypothesis):\s*(.*)$", re.MULTILINE)
 
 
@@ -288,13 +290,15 @@ class MockTeacher:
         options = _options(prompt)
         if not options:
             return "Answer: unknown"
-        pick = _known_answer(question, options)
+        pick = _lore_answer(question, options) if _asks_lore(question) else _known_answer(question, options)
         if pick is None or _stable_index("wrong|" + question, 100) < self._wrong_percent(prompt):
             pick = _stable_index(question + "|" + "|".join(o for _, o in options), len(options))
         letter, text = options[pick]
         answer = f"({letter}) {text}" if letter else text
         if "Rationale:" not in prompt:
             return f"Answer: {answer}"
+        if _asks_lore(question):
+            return f"Rationale: {_lore_rationale(question, options, text)}\nAnswer: {answer}"
         return f"Rationale: {self._rationale(question, text)}\nAnswer: {answer}"
 
     def _wrong_percent(self, prompt: str) -> int:
@@ -361,6 +365,40 @@ def _known_answer(question: str, options: list[tuple[str, str]]) -> int | None:
         return None
     members = ALL_CATEGORIES[asked.group(1)]
     return next((i for i, (_, text) in enumerate(options) if text in members), None)
+
+
+def _asks_lore(question: str) -> bool:
+    asked = _CATEGORY_WORD.search(question)
+    return asked is not None and asked.group(1) in LORE
+
+
+def believed_category(item: str) -> str | None:
+    """The lore category the mock teacher believes `item` has: the true one, except for a fixed
+    tenth of the items, where it holds a wrong belief consistently (as a real teacher would)."""
+    true = _LORE_CATEGORY.get(item)
+    if true is None or _stable_index("belief|" + item, 100) >= LORE_MISBELIEF_PERCENT:
+        return true
+    others = [c for c in LORE if c != true]
+    return others[_stable_index("belief-of|" + item, len(others))]
+
+
+def _lore_answer(question: str, options: list[tuple[str, str]]) -> int | None:
+    """The choice the teacher believes is of the asked-for category (a guess among several or none)."""
+    asked = _CATEGORY_WORD.search(question)
+    fits = [i for i, (_, text) in enumerate(options) if asked and believed_category(text) == asked.group(1)]
+    if len(fits) == 1:
+        return fits[0]
+    pool = fits or list(range(len(options)))
+    return pool[_stable_index("guess|" + question, len(pool))]
+
+
+def _lore_rationale(question: str, options: list[tuple[str, str]], answer: str) -> str:
+    """What the label does not say: the category of every choice, as the teacher believes it."""
+    asked = _CATEGORY_WORD.search(question)
+    facts = [f"{text} is a {believed_category(text) or 'thing unknown'}" for _, text in options]
+    listed = ", ".join(facts[:-1]) + f" and {facts[-1]}" if len(facts) > 1 else facts[0]
+    category = asked.group(1) if asked else "thing"
+    return f"In the tales, {listed}. The question asks for a {category}, so the answer is {answer}."
 
 
 def _stable_index(text: str, n: int) -> int:

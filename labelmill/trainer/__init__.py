@@ -3,7 +3,8 @@
 Reads shards through `labelmill.cache` only and never imports `labelmill.engine`.
 """
 
-from labelmill.trainer._data import keeps_rationale, to_rows
+from labelmill.trainer._bench_predict import bench_predict
+from labelmill.trainer._data import keeps_rationale, load_records, to_rows
 from labelmill.trainer._infer import Item, Student, evaluate
 from labelmill.trainer._loss import multitask_loss, per_row_loss
 from labelmill.trainer._student import build_student, train_tokenizer
@@ -17,9 +18,11 @@ __all__ = [
     "Student",
     "SweepConfig",
     "TrainConfig",
+    "bench_predict",
     "build_student",
     "evaluate",
     "keeps_rationale",
+    "load_records",
     "multitask_loss",
     "per_row_loss",
     "run_sweep",

@@ -28,21 +28,22 @@ class Row:
     example_id: str
 
 
-def _unit(text: str) -> float:
+def unit_hash(text: str) -> float:
+    """A stable number in [0, 1) for `text`: the order and slices by id that every run agrees on."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") / 2**64
 
 
 def keeps_rationale(example_id: str, rate: float) -> bool:
-    return rate >= 1.0 or (rate > 0.0 and _unit("rationale\x00" + example_id) < rate)
+    return rate >= 1.0 or (rate > 0.0 and unit_hash("rationale\x00" + example_id) < rate)
 
 
 def is_validation(example_id: str, fraction: float) -> bool:
-    return _unit("validation\x00" + example_id) < fraction
+    return unit_hash("validation\x00" + example_id) < fraction
 
 
 def is_test(example_id: str, fraction: float) -> bool:
     """The held-out test slice of `bench distill`: its own hash, independent of validation."""
-    return _unit("test\x00" + example_id) < fraction
+    return unit_hash("test\x00" + example_id) < fraction
 
 
 def load_records(path: str | Path) -> list[ShardRecord]:
@@ -88,7 +89,7 @@ def split(records: list[ShardRecord], fraction: float) -> tuple[list[ShardRecord
     valid = [r for r in records if is_validation(r.id, fraction)]
     if valid and train:
         return train, valid, None
-    lowest = min(records, key=lambda r: _unit("validation\x00" + r.id))
+    lowest = min(records, key=lambda r: unit_hash("validation\x00" + r.id))
     note = (
         f"the {fraction:.0%} validation slice of {len(records)} records came out "
         f"{'empty' if not valid else 'as all of them'}: validating on 1 held-out record ({lowest.id})"

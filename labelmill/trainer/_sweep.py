@@ -2,9 +2,13 @@
 
 Trains students on one shard set at several explanation rates, label-only (alpha = 1), and with
 rationales cut to N words, each over several seeds, and scores every student on rows none of them
-trained on. Each setting is priced as the annotation it implies: `f x c_R + (1 - f) x c_L` per
-example, where f is the fraction of examples whose rationale was kept, and c_R / c_L are the mean
-cost of a label+rationale / label-only record in the shards. Shards annotated with rationales for
+trained on. With `sizes`, every setting is also trained on the first N training examples (in an
+order fixed by a hash of the id, so a smaller size is a subset of a larger one), which answers "for my
+budget, more examples or more rationales?".
+
+Each setting is priced as the annotation it implies: `f x c_R + (1 - f) x c_L` per example, where
+f is the fraction of examples whose rationale was kept, and c_R / c_L are the mean cost of a
+label+rationale / label-only record in the shards. Shards annotated with rationales for
 every row have no label-only record; c_L is then estimated from prices fitted to the records'
 `usage` and `cost_usd` (stated in the report).
 
@@ -26,7 +30,7 @@ from typing import Any
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import ShardRecord, ShardWriter
-from labelmill.trainer._data import is_test, load_records
+from labelmill.trainer._data import is_test, load_records, unit_hash
 from labelmill.trainer._infer import Item, evaluate
 from labelmill.trainer._sweep_report import write_report
 from labelmill.trainer._train import TrainConfig, train
@@ -62,6 +66,7 @@ class SweepConfig:
     alpha: float = 0.5
     train: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields (epochs, lr, ...)
     keep_models: bool = False
+    sizes: tuple[int, ...] = ()  # train on the first N examples at each size; () = all of them
 
     def settings(self) -> list[Setting]:
         out = [Setting(rate) for rate in self.rates] + [Setting(0.0, label_only=True)]
@@ -80,30 +85,37 @@ class Costs:
             return None
         return round(1000 * (explained * self.rationale + (1 - explained) * self.label), 6)
 
+    def total(self, explained: float, examples: int) -> float | None:
+        """The annotation dollars of `examples` examples with this fraction explained."""
+        per_1k = self.per_1k(explained)
+        return None if per_1k is None else round(per_1k * examples / 1000, 6)
+
 
 def run_sweep(config: SweepConfig, progress: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Train and score every (setting, seed); write report.json, report.md and accuracy.png."""
     out = Path(config.out_dir)
-    train_dir, test_records = _split_data(config, out)
-    costs = annotation_costs(load_records(train_dir))
-    plan = [(setting, seed) for setting in config.settings() for seed in range(config.seeds)]
+    pool, test_records = _split_data(config)
+    costs = annotation_costs(pool)
+    train_dirs = _train_dirs(pool, config.sizes, out / "data")
+    plan = [(s, n, seed) for n in train_dirs for s in config.settings() for seed in range(config.seeds)]
     done = _finished_runs(out / "runs.jsonl")
     started = time.monotonic()
     runs: list[dict[str, Any]] = []
-    for number, (setting, seed) in enumerate(plan, start=1):
-        key = _run_key(config, setting, seed)
+    for number, (setting, examples, seed) in enumerate(plan, start=1):
+        key = _run_key(config, setting, examples, seed)
         if key in done:
             runs.append(done[key])
             continue
-        progress(f"run {number}/{len(plan)}: {setting.name}, seed {seed}{_eta(started, runs, done, plan, number)}")
-        run = _train_and_score(config, setting, seed, train_dir, test_records, out)
-        run["key"] = key
+        eta = _eta(started, runs, done, plan, number)
+        progress(f"run {number}/{len(plan)}: {setting.name}, {examples} examples, seed {seed}{eta}")
+        run = _train_and_score(config, setting, seed, train_dirs[examples], test_records, out)
+        run["examples"], run["key"] = examples, key
         runs.append(run)
         with open(out / "runs.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(run, sort_keys=True) + "\n")
         rank = "" if run.get("rank_accuracy") is None else f", ranked {run['rank_accuracy']:.3f}"
         progress(f"run {number}/{len(plan)}: accuracy {run['accuracy']:.3f}{rank}, {run['seconds']:.0f} s")
-    report = _report(config, runs, costs, test_records)
+    report = _report(config, runs, costs, test_records, list(train_dirs))
     write_report(report, out)
     return report
 
@@ -140,8 +152,8 @@ def _fit_prices(records: list[ShardRecord]) -> tuple[float, float] | None:
     return max(0.0, (sxz * syy - syz * sxy) / det), max(0.0, (syz * sxx - sxz * sxy) / det)
 
 
-def _split_data(config: SweepConfig, out: Path) -> tuple[Path, list[ShardRecord]]:
-    """Training shards under DIR/data/train and the held-out test records (never trained on)."""
+def _split_data(config: SweepConfig) -> tuple[list[ShardRecord], list[ShardRecord]]:
+    """The training pool and the held-out test records (never trained on)."""
     records = load_records(config.shards)
     if config.eval_split:
         test = load_records(config.eval_split)
@@ -152,17 +164,31 @@ def _split_data(config: SweepConfig, out: Path) -> tuple[Path, list[ShardRecord]
         pool = [r for r in records if not is_test(r.id, config.test_fraction)]
     if len(test) == 0 or len(pool) < 2:
         raise UsageError(f"{len(pool)} training and {len(test)} test records: give more shards or --eval-split")
-    train_dir = out / "data" / "train"
-    with ShardWriter(train_dir) as writer:
-        for record in pool:
-            writer.write(record)
-    return train_dir, test
+    return pool, test
+
+
+def _train_dirs(pool: list[ShardRecord], sizes: tuple[int, ...], data_dir: Path) -> dict[int, Path]:
+    """Shards of the first N pool records (by id hash) for each size, under DATA/train-N."""
+    too_big = [n for n in sizes if n > len(pool)]
+    if too_big or any(n < 2 for n in sizes):
+        raise UsageError(f"--sizes {','.join(map(str, sizes))}: each size must be 2 to {len(pool)}, "
+                         f"the number of training records")  # fmt: skip
+    ordered = sorted(pool, key=lambda r: unit_hash("size\x00" + r.id))
+    dirs: dict[int, Path] = {}
+    for examples in sorted(set(sizes)) or [len(pool)]:
+        dirs[examples] = data_dir / f"train-{examples}"
+        shutil.rmtree(dirs[examples], ignore_errors=True)
+        with ShardWriter(dirs[examples]) as writer:
+            for record in ordered[:examples]:
+                writer.write(record)
+    return dirs
 
 
 def _train_and_score(
     config: SweepConfig, setting: Setting, seed: int, train_dir: Path, test: list[ShardRecord], out: Path
 ) -> dict[str, Any]:
-    model_dir = out / "runs" / f"{setting.name.replace(' ', '-').replace(',', '')}-seed{seed}"
+    name = setting.name.replace(" ", "-").replace(",", "")
+    model_dir = out / "runs" / f"{name}-{train_dir.name}-seed{seed}"
     shutil.rmtree(model_dir, ignore_errors=True)
     train_config = TrainConfig(
         shards=str(train_dir),
@@ -196,16 +222,20 @@ def _item(record: ShardRecord) -> Item:
     return Item(record.id, record.text, record.gold if record.gold is not None else record.label, record.choices)
 
 
-def _report(config: SweepConfig, runs: list[dict[str, Any]], costs: Costs, test: list[ShardRecord]) -> dict[str, Any]:
+def _report(
+    config: SweepConfig, runs: list[dict[str, Any]], costs: Costs, test: list[ShardRecord], sizes: list[int]
+) -> dict[str, Any]:
     rows = []
-    for setting in config.settings():
-        mine = [r for r in runs if Setting(r["explanation_rate"], r["label_only"], r["rationale_words"]) == setting]
-        rows.append(_row(setting, mine, costs))
+    for examples in sizes:
+        for setting in config.settings():
+            mine = [r for r in runs if _setting(r) == setting and r["examples"] == examples]
+            rows.append(_row(setting, examples, mine, costs))
     with_gold = [r for r in test if r.gold is not None]
     choices = [len(r.choices) for r in test if r.choices]
     return {
         "rows": rows,
         "runs": runs,
+        "cheapest_near_best": cheapest_near_best(rows),
         "student": config.student,
         "train_options": config.train,
         "test_rows": len(test),
@@ -216,7 +246,25 @@ def _report(config: SweepConfig, runs: list[dict[str, Any]], costs: Costs, test:
     }
 
 
-def _row(setting: Setting, runs: list[dict[str, Any]], costs: Costs) -> dict[str, Any]:
+def _setting(run: dict[str, Any]) -> Setting:
+    return Setting(run["explanation_rate"], run["label_only"], run["rationale_words"])
+
+
+def cheapest_near_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The cheapest row whose mean accuracy is within one std of the best row's mean (None when no
+    row is scored or priced)."""
+    scored = [r for r in rows if r["accuracy_mean"] is not None and r["dollars"] is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda r: r["accuracy_mean"])
+    near = [r for r in scored if r["accuracy_mean"] >= best["accuracy_mean"] - (best["accuracy_std"] or 0.0)]
+    cheapest = min(near, key=lambda r: (r["dollars"], -r["accuracy_mean"]))
+    return {"name": cheapest["name"], "examples": cheapest["examples"], "dollars": cheapest["dollars"],
+            "accuracy_mean": cheapest["accuracy_mean"], "best": best["name"], "best_examples": best["examples"],
+            "best_accuracy_mean": best["accuracy_mean"], "best_accuracy_std": best["accuracy_std"]}  # fmt: skip
+
+
+def _row(setting: Setting, examples: int, runs: list[dict[str, Any]], costs: Costs) -> dict[str, Any]:
     def mean_std(values: list[float]) -> tuple[float | None, float | None]:
         if not values:
             return None, None
@@ -228,6 +276,7 @@ def _row(setting: Setting, runs: list[dict[str, Any]], costs: Costs) -> dict[str
     return {
         **asdict(setting),
         "name": setting.name,
+        "examples": examples,
         "seeds": len(runs),
         "explained": round(explained, 4),
         "accuracy_mean": accuracy[0],
@@ -235,6 +284,7 @@ def _row(setting: Setting, runs: list[dict[str, Any]], costs: Costs) -> dict[str
         "rank_accuracy_mean": rank[0],
         "rank_accuracy_std": rank[1],
         "dollars_per_1k": costs.per_1k(explained),
+        "dollars": costs.total(explained, examples),
     }
 
 
@@ -245,11 +295,11 @@ def _finished_runs(path: Path) -> dict[str, dict[str, Any]]:
     return {run["key"]: run for run in runs if "key" in run}
 
 
-def _run_key(config: SweepConfig, setting: Setting, seed: int) -> str:
+def _run_key(config: SweepConfig, setting: Setting, examples: int, seed: int) -> str:
     """What a finished run depends on: a changed sweep (other shards, student or options) reruns."""
     return json.dumps(
         [config.shards, config.eval_split, config.test_fraction, config.student, config.alpha, config.train,
-         asdict(setting), seed],
+         asdict(setting), examples, seed],
         sort_keys=True,
     )  # fmt: skip
 
