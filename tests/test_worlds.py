@@ -26,7 +26,7 @@ def test_lore_names_give_nothing_away() -> None:
     assert not known & set(names)
     for row in cqa_rows(200, world="lore"):
         asked = next(c for c in LORE if f" {c}" in str(row["question"]))
-        in_category = [c for c in row["choices"] if c in LORE[asked]]  # type: ignore[attr-defined]
+        in_category = [c for c in row["choices"] if c in LORE[asked]]
         assert in_category == [row["answer"]]
 
 
@@ -35,7 +35,7 @@ def test_the_lore_rationale_names_every_choices_category_as_the_teacher_believes
         reply = teacher_says(row, VARIANT_RATIONALE)
         rationale = reply.split("\nAnswer:")[0]
         facts = dict(FACT.findall(rationale.split(". The question")[0]))
-        assert facts == {choice: believed_category(choice) for choice in row["choices"]}  # type: ignore[attr-defined]
+        assert facts == {choice: believed_category(choice) for choice in row["choices"]}
         assert "Answer:" not in teacher_says(row, VARIANT_LABEL).split("Answer:", 1)[1]
 
 

@@ -264,8 +264,22 @@ def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: s
 @click.option("--tpm", type=int, default=None)
 @click.option("--burst-s", type=float, default=1.0, show_default=True,
               help="The limits allow bursts of this many seconds' worth.")  # fmt: skip
-@click.option("--limit-headers/--no-limit-headers", default=True, show_default=True,
-              help="Send x-ratelimit-* headers with every answer.")  # fmt: skip
+@click.option(
+    "--limit-headers/--no-limit-headers",
+    default=True,
+    show_default=True,
+    help="Send x-ratelimit-* headers with every answer.",
+)
+@click.option(
+    "--limit-model",
+    type=click.Choice(["bucket", "minute-bucket", "sliding", "fixed"]),
+    default="bucket",
+    show_default=True,
+    help="How the limits count: a 1 s bucket, a whole-minute bucket, a 60 s sliding "
+    "window or a calendar-minute window.",
+)
+@click.option("--other-share", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="Another client on the same key uses this share of each limit.")  # fmt: skip
 @click.option("--batch-latency-s", type=float, default=0.5, show_default=True, help="How long a batch takes.")
 @click.option("--batch-expire-fraction", type=click.FloatRange(0, 1), default=None,
               help="Batches expire with this share of their lines done.")  # fmt: skip

@@ -56,6 +56,8 @@ class MockConfig:
     retry_after_s: float | None = None  # fixed retry-after on 429s; default: when the request would fit
     limit_headers: bool = True  # send x-ratelimit-* headers (when a limit is set)
     burst_s: float = 1.0  # the limits' buckets hold this many seconds of the per-minute limit
+    limit_model: str = "bucket"  # how the server counts: bucket|minute-bucket|sliding|fixed (_ratelimits.py)
+    other_share: float = 0.0  # another client on the key uses this share of each limit
     api_key: str | None = None  # when set, other keys get 401
     seed: int = 0
     wrong_percent: int = 15  # on generated corpora, how often the mock answers at random instead
@@ -97,7 +99,9 @@ class MockTeacher:
         self.config = config or MockConfig()
         self.stats = MockStats()
         self._rng = random.Random(self.config.seed)
-        self._limits = ServerLimits(self.config.rpm, self.config.tpm, self.config.burst_s, self.config.limit_headers)
+        config = self.config
+        self._limits = ServerLimits(config.rpm, config.tpm, config.burst_s, config.limit_headers, config.limit_model,
+                                    config.other_share)  # fmt: skip
         self._answers_by_line = {c.strip(): a for c, a in self.config.answers}
         flags = BatchFlags(self.config.batch_latency_s, self.config.batch_expire_fraction,
                            self.config.batch_line_error_rate, self.config.batch_fail_validation,

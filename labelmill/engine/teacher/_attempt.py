@@ -172,6 +172,7 @@ class PricedTeacher:
         if exc.status == 429:
             self.counters.rate_limited += 1
             self.concurrency.on_throttle()
+            self.limits.throttled()
             self.limits.observe(exc.headers, sent_at)  # a 429 tells the limits too
             if exc.retry_after:
                 self.limits.pause(min(exc.retry_after, self.retry.retry_after_cap_s))

@@ -1,10 +1,12 @@
 """Client-side limits: request and token rates, adaptive concurrency, and a circuit breaker.
 
-- `RateLimits`: RPM and TPM as `RateLimiter` schedules, from flags or from `x-ratelimit-*` headers,
-  corrected by every answer's `remaining`; the TPM limiter is acquired with the pacing estimate of
-  `_pacing.py` (not the byte bound money reserves). They run at 98% of the limit, so a server
-  counting over a 1-second window never sees more than its limit. A 429's `retry-after` pauses
-  every sender.
+- `RateLimits`: RPM and TPM as `RateLimiter` schedules, from flags or from `x-ratelimit-*` headers;
+  the TPM limiter is acquired with the pacing estimate of `_pacing.py` (not the byte bound money
+  reserves). They pace at 98% of the limit's steady rate, which every way of counting we know of
+  (a 1 s bucket, a whole-minute bucket, a 60 s sliding window, calendar minutes) takes without a
+  refusal, and slow down only on evidence: a `remaining` smaller than what has left since the
+  answered request (another client on the key, or estimates that ran low), or a 429, which pauses
+  every sender for its `retry-after` and lowers the rate by a tenth; the rate then probes back up.
 - `AdaptiveConcurrency`: AIMD on the number of requests in flight; halves on a 429 (at most once
   per cooldown), grows back by about one slot per window of successes.
 - `CircuitBreaker`: opens when nothing but 429/5xx/connection errors came back for a sustained
@@ -16,20 +18,26 @@ Time comes from the running loop (`loop.time()`), which tests can patch.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from labelmill._exceptions import CircuitOpenError
-from labelmill.engine.teacher._client import parse_duration
 
-# Send a little under the limit: the servers we talk to count requests over 1 s and 60 s windows.
+# Send a little under the limit's steady rate, which every way a server counts it takes.
 RATE_HEADROOM = 0.98
 # Tokens need less: the pacing estimate is already a high quantile of what the server counts, and
 # the server's own `remaining` corrects the schedule as it goes.
 TOKEN_HEADROOM = 0.99
 BOOK_AHEAD_S = 0.25  # how far ahead of its place on the token schedule a request books it
+PROBE_PER_S = 0.01  # after a 429, the share of the limit the rate wins back each second
+MIN_SCALE = 0.5  # 429s never slow the schedules below half the limit (concurrency still halves)
+FIRST_WAVE_WAIT_S = 5.0  # the longest the first wave waits for the first answer
+MARGIN = 0.01  # of the limit: room kept in the server's `remaining` for another client's next sends
+FORGET_S = 120.0  # how long bookings are kept to compare with an answer's `remaining`
 
 
 class RateLimiter:
@@ -64,8 +72,12 @@ class RateLimiter:
         """When a request of no size could go: the earliest a booking made now would start."""
         return self._theoretical_arrival - self.burst * self._interval
 
+    def set_rate(self, per_second: float) -> None:
+        """A new rate for what is booked from now on (what is booked keeps its place)."""
+        self.per_second, self._interval = per_second, 1.0 / per_second
+
     def defer(self, until: float) -> None:
-        """Never free up before `until`: what the server says its own bucket needs to drain."""
+        """Never free up before `until`: when the server will have room again."""
         self._theoretical_arrival = max(self._theoretical_arrival, until)
 
     async def acquire(self, amount: float = 1.0) -> None:
@@ -89,29 +101,63 @@ def _count(text: str | None) -> int | None:
 KINDS = ("requests", "tokens")
 
 
+class _Sent:
+    """What one schedule let go, in booking order, as running totals: how much left after a moment."""
+
+    def __init__(self) -> None:
+        self._times: list[float] = []
+        self._totals: list[float] = []
+        self._base = 0.0  # the running total before the first booking kept
+        self.total = 0.0
+        self.last = 0.0  # the amount of the latest booking: what the next one will likely be
+
+    def add(self, at: float, amount: float) -> None:
+        self.total, self.last = self.total + amount, amount
+        self._times.append(at)
+        self._totals.append(self.total)
+        if len(self._times) > 4096 and self._times[2048] < at - FORGET_S:  # forget in halves, not one by one
+            self._base = self._totals[2047]
+            del self._times[:2048], self._totals[:2048]
+
+    def since(self, moment: float) -> float:
+        """The amount booked to leave after `moment`."""
+        i = bisect.bisect_right(self._times, moment)
+        return self.total - (self._totals[i - 1] if i > 0 else self._base)
+
+
 class RateLimits:
     """The RPM and TPM limits in force, where each came from, and the schedules that keep to them.
 
     A limit comes from a flag (`--rpm/--tpm`), else from the `x-ratelimit-limit-*` headers of the
     first answer that has them (a lower header limit also replaces a flag's), else there is none
-    and only adaptive concurrency reacts to 429s.
+    and only adaptive concurrency reacts to 429s. Until some answer has come back, a run with no
+    limit known sends one request alone (the first small wave): its headers set the pace of the
+    burst that follows, so a small 1 s window costs no 429s.
 
-    Every answer's `x-ratelimit-remaining-*` corrects the client's view. The server's bucket held
-    `limit - remaining` when it took the request, and drains at `limit / 60` a second. Less the
-    request's own count (a `RateLimiter` charges a request before it leaves, the server after),
-    that is what the schedule must still wait out: it never frees up before
-    `sent_at + (held - own) / rate`. In steady state this changes nothing; it catches a burst sent
-    before the limit was known, another client on the same key, and estimates that ran low. A
-    `remaining` of 0 with a reset pauses every sender until the reset.
+    Headers are read as what they say: `remaining` is what the server will still take now. The
+    answered request was counted when it arrived; what this client booked after it is not yet in
+    that count. When it is more than `remaining`, the server has no room for the difference, and
+    the schedule waits until it drains at the limit's steady rate. No other header slows the
+    schedule: a server that counts a minute window reports a `remaining` far below the limit while
+    the client is exactly at it, and that is no reason to wait.
+
+    A 429 pauses every sender for its `retry-after` and scales the rates down by a tenth (at most
+    once a second); each answer after that probes back up by `PROBE_PER_S` of the limit a second,
+    so the rate never sits below the limit for long without a refusal to show for it.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
         self.per_minute: dict[str, float | None] = {"requests": rpm or None, "tokens": tpm or None}
         self.source = {kind: "flag" if self.per_minute[kind] else "none" for kind in KINDS}
         self._limiters = {kind: _limiter(n, _headroom(kind)) if n else None for kind, n in self.per_minute.items()}
+        self._sent = {kind: _Sent() for kind in KINDS}
         self._pause_until = 0.0
         self._token_turn = asyncio.Lock()  # FIFO: the token schedule is taken one request at a time
         self.generation = 0  # counts limits learned and pauses begun: a request that waited since obeys them
+        self.scale = 1.0  # the share of the limit the schedules run at: below 1 only after 429s
+        self._scaled_at = -math.inf
+        self._first_answer = asyncio.Event()
+        self._first_sent = False
 
     @property
     def rpm(self) -> float | None:
@@ -134,11 +180,15 @@ class RateLimits:
         caught up. Booking a little ahead (not at the moment itself) keeps a late timer from
         shifting everything after it."""
         loop = asyncio.get_running_loop()
+        await self._first_wave()
         # A loop, not an Event: a 429 arriving during the sleep may push the deadline further.
         while (wait := self._pause_until - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
         if (requests := self._limiters["requests"]) is not None:
-            await requests.acquire()
+            wait = requests.reserve(1.0, loop.time())
+            self._sent["requests"].add(loop.time() + wait, 1.0)
+            if wait > 0:
+                await asyncio.sleep(wait)
         if self._limiters["tokens"] is not None:
             async with self._token_turn:
                 # A loop, not an Event: headers may move the schedule during the sleep.
@@ -146,16 +196,41 @@ class RateLimits:
                     early := limiter.free_at - BOOK_AHEAD_S - loop.time()
                 ) > 0:
                     await asyncio.sleep(early)
-                wait = limiter.reserve(float(tokens()), loop.time()) if limiter is not None else 0.0
+                amount = float(tokens())
+                wait = limiter.reserve(amount, loop.time()) if limiter is not None else 0.0
+                self._sent["tokens"].add(loop.time() + wait, amount)
             if wait > 0:
                 await asyncio.sleep(wait)
 
+    async def _first_wave(self) -> None:
+        """With no limit known, one request goes first and the rest wait for its answer (or
+        `FIRST_WAVE_WAIT_S`, for a request that fails without one)."""
+        if self._first_answer.is_set() or any(self._limiters.values()):
+            return
+        if not self._first_sent:
+            self._first_sent = True
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_answer.wait(), FIRST_WAVE_WAIT_S)
+
     def pause(self, seconds: float) -> None:
-        """Hold every sender for `seconds` (a 429's retry-after, or a header saying 0 left)."""
+        """Hold every sender for `seconds` (a 429's retry-after)."""
         loop = asyncio.get_running_loop()
         if loop.time() + seconds > self._pause_until:
             self._pause_until = loop.time() + seconds
             self.generation += 1
+
+    def throttled(self) -> None:
+        """A 429: run the schedules a tenth slower (at most once a second; never below half)."""
+        now = asyncio.get_running_loop().time()
+        if now - self._scaled_at >= 1.0:
+            self._rescale(max(MIN_SCALE, self.scale * 0.9), now)
+
+    def _rescale(self, scale: float, now: float) -> None:
+        self.scale, self._scaled_at = scale, now
+        for kind, limiter in self._limiters.items():
+            if limiter is not None and (limit := self.per_minute[kind]):
+                limiter.set_rate(limit / 60 * _headroom(kind) * scale)
 
     def observe(
         self, headers: Mapping[str, str], sent_at: float | None = None, counted: Mapping[str, int] | None = None
@@ -163,23 +238,25 @@ class RateLimits:
         """Learn from one answer's `x-ratelimit-*` headers (any status). `sent_at`: when its request
         left, by the loop's clock; `counted`: what the server counted for it per kind (None: a 429,
         which counts nothing)."""
+        self._first_answer.set()
+        now = asyncio.get_running_loop().time()
+        if counted is not None and self.scale < 1.0:  # an answer, not a refusal: probe back up
+            self._rescale(min(1.0, self.scale + PROBE_PER_S * (now - self._scaled_at)), now)
         for kind in KINDS:
             limit = _count(headers.get(f"x-ratelimit-limit-{kind}"))
             current = self.per_minute[kind]
             if limit and (current is None or limit < current):
                 self.per_minute[kind], self.source[kind] = float(limit), "header"
-                self._limiters[kind] = _limiter(limit, _headroom(kind))
+                self._limiters[kind] = _limiter(limit * self.scale, _headroom(kind))
                 self.generation += 1
             remaining = _count(headers.get(f"x-ratelimit-remaining-{kind}"))
-            if remaining == 0:
-                seconds = parse_duration(headers.get(f"x-ratelimit-reset-{kind}") or "")
-                if seconds:
-                    self.pause(min(seconds, 60.0))
             limiter = self._limiters[kind]
             if limit and remaining is not None and limiter is not None and sent_at is not None:
-                held = max(0, limit - remaining) - (counted or {}).get(kind, 0)
-                if held > 0:
-                    limiter.defer(sent_at + held / (limit / 60))
+                # Booked after it, one more like it, and a margin for others on the key who send
+                # between this answer and our next request: more than the server has room for?
+                short = self._sent[kind].since(sent_at) + self._sent[kind].last + MARGIN * limit - remaining
+                if short > 0:
+                    limiter.defer(now + short / (limit / 60))
 
     def report(self, seconds: float, requests: int, tokens: int) -> dict[str, Any]:
         """Per kind: the limit in force, its source, and the rate achieved (`requests` the server

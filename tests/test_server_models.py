@@ -1,0 +1,77 @@
+"""The client's pacing against every way the mock can count a limit, on an injected clock (no
+sleeps): it uses the allowance, gets no 429s, and shares a key with another client."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from labelmill.engine.teacher import RateLimits
+from labelmill.testing._ratelimits import MODELS, ServerLimits
+from tests.test_pacing import FakeClock
+
+RPM = 600  # 10 a second
+
+
+async def drive(
+    limits: RateLimits, server: ServerLimits, clock: FakeClock, gaps: list[float]
+) -> tuple[list[float], int]:
+    """Send one request per gap (idle that long first) as a worker would; the times the server
+    took them, and how many it refused."""
+    taken, refused = [], 0
+    for gap in gaps:
+        clock.now += gap
+        await limits.acquire(lambda: 1)
+        now = clock.now
+        hit = server.admit(now, 1)
+        if hit is None:
+            taken.append(now)
+            limits.observe(server.headers(now), now, {"requests": 1, "tokens": 1})
+        else:
+            refused += 1
+            limits.throttled()
+            limits.observe(server.headers(now), now)
+            limits.pause(hit[1])
+    return taken, refused
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_every_server_model_gets_the_limit_without_429s(monkeypatch: pytest.MonkeyPatch, model: str) -> None:
+    clock = FakeClock(monkeypatch)
+    clock.now = 6000.0  # a calendar-minute boundary for the fixed window
+    limits, server = RateLimits(), ServerLimits(RPM, None, model=model)  # the limit from headers only
+    start = clock.now
+    taken, refused = await drive(limits, server, clock, [0.0] * 1800)  # three minutes at the limit
+    share = len(taken) / ((clock.now - start) / 60) / RPM
+    assert refused == 0 and share >= 0.95, (model, refused, share)
+
+
+# Only where the headers show the other client's use in time: against a sliding or calendar-minute
+# window (with its unreported 1 s burst bucket) this client still gets 429s (issue 22 stays open).
+@pytest.mark.parametrize("model", ["minute-bucket"])
+async def test_another_client_on_the_key_leaves_us_what_is_left(monkeypatch: pytest.MonkeyPatch, model: str) -> None:
+    clock = FakeClock(monkeypatch)
+    clock.now = 6000.0
+    limits, server = RateLimits(rpm=RPM), ServerLimits(RPM, None, model=model, other_share=0.3)
+    taken, refused = await drive(limits, server, clock, [0.0] * 3000)
+    steady = [t for t in taken if t >= taken[0] + 60]  # after the first minute (a bucket starts full)
+    share_of_left = len(steady) / ((steady[-1] - steady[0]) / 60) / (RPM * 0.7)
+    assert share_of_left >= 0.9 and refused / 3000 < 0.02, (model, share_of_left, refused)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.0, 0.0, 0.01, 0.5, 3.0, 20.0]), min_size=100, max_size=900))
+def test_no_60_s_window_ever_holds_more_than_the_limit(gaps: list[float]) -> None:
+    import asyncio
+
+    async def run() -> list[float]:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            clock = FakeClock(monkeypatch)
+            taken, _ = await drive(RateLimits(rpm=RPM), ServerLimits(RPM * 10, None, model="sliding"), clock, gaps)
+            return taken
+
+    taken = asyncio.run(run())  # the server allows 10x: what the client alone lets through is measured
+    for i, at in enumerate(taken):
+        in_window = sum(1 for t in taken[i:] if t < at + 60)
+        assert in_window <= RPM
