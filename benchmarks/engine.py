@@ -1,12 +1,14 @@
 """The engine's goals W1-W6, end to end against the mock teacher in its own process.
 
-    .venv/bin/python benchmarks/engine.py [--quick] [--full] [--only W5,W6] [--json]
+    .venv/bin/python benchmarks/engine.py [--quick] [--full] [--only W5,W6] [--matrix] [--json]
 
 Each workload runs a real `labelmill annotate` (or `replay`) process pinned to core 0, with the mock
 teacher pinned to core 1, and includes store writes, parsing and shards. W1-W3 run `--repeat` times
 (default 3) and report the median run and the range: on a shared virtual machine one run can be
 off by a few percent either way. `--quick` shrinks the corpora (a smoke run, not the goals);
-`--full` adds the 1M-example replay for the memory check.
+`--full` adds the 1M-example replay for the memory check. `--matrix` runs W3, W5 and W6 against
+every way the mock can count a limit (`--limit-model`) and with another client using 30% of the key
+(medians of `--repeat`), and prints the matrix.
 """
 
 from __future__ import annotations
@@ -48,8 +50,12 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also replay 1,000,000 examples")
     parser.add_argument("--repeat", type=int, default=3, help="runs of W1-W3; the median is reported")
     parser.add_argument("--only", help="comma-separated workloads to run (W1..W6)")
+    parser.add_argument("--matrix", action="store_true", help="W3, W5, W6 on every server model")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.matrix:
+        matrix(args.repeat, 10 if args.quick else 1, args.json)
+        return
     scale = 10 if args.quick else 1
     results: dict[str, Any] = {}
     only = set(args.only.split(",")) if args.only else None
@@ -82,6 +88,47 @@ def main() -> None:
         print(json.dumps(results, indent=2))
         return
     print(report(results))
+
+
+SERVER_MODELS = {
+    "1 s bucket": ("--limit-model", "bucket"),
+    "minute bucket": ("--limit-model", "minute-bucket"),
+    "60 s sliding": ("--limit-model", "sliding"),
+    "calendar minute": ("--limit-model", "fixed"),
+    "no headers": ("--no-limit-headers",),
+    "sliding, other client 30%": ("--limit-model", "sliding", "--other-share", "0.3"),
+    "minute bucket, other client 30%": ("--limit-model", "minute-bucket", "--other-share", "0.3"),
+}
+
+
+def matrix(repeat: int, scale: int, as_json: bool) -> None:
+    """Share of the limit and 429s of W3, W5, W6 on every server model."""
+    out: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="labelmill-bench-", dir=".") as tmp:
+        for model, server_args in SERVER_MODELS.items():
+            for workload in (
+                Workload("W3", 1500 // scale, 50, 64, server_rpm=6000, client_rpm=6000, server_args=server_args),
+                Workload("W5", 1500 // scale, 50, 100, server_tpm=600_000, client_tpm=600_000, extra_args=RATIONALES,
+                         server_args=server_args),
+                Workload("W6-TPM", 1500 // scale, 50, 100, server_tpm=600_000, extra_args=RATIONALES,
+                         server_args=server_args),
+                Workload("W6-RPM", 1500 // scale, 50, 100, server_rpm=6000, extra_args=RATIONALES,
+                         server_args=server_args),
+            ):  # fmt: skip
+                workdir = Path(tmp) / f"{model}-{workload.name}".replace(" ", "_").replace(",", "").replace("%", "")
+                workdir.mkdir()
+                run = median_run(workload, workdir, repeat, "limit_share")
+                out.setdefault(model, {})[workload.name] = {k: run[k] for k in ("limit_share", "rate_limited_share",
+                                                                                "runs_limit_share")}  # fmt: skip
+    if as_json:
+        print(json.dumps(out, indent=2))
+        return
+    names = ["W3", "W5", "W6-TPM", "W6-RPM"]
+    lines = ["| server model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for model, runs in out.items():
+        cells = [f"{runs[n]['limit_share']} ({runs[n]['rate_limited_share']:.1%} 429s)" for n in names]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
 
 
 def median_run(workload: Workload, workdir: Path, repeat: int, by: str = "req_s") -> dict[str, Any]:

@@ -21,6 +21,7 @@ from labelmill.engine.teacher import (
     parse_duration,
     parse_retry_after,
 )
+from tests.test_pacing import FakeClock as SleepingClock  # a sleep advances it
 
 
 class Flaky:
@@ -206,14 +207,19 @@ async def test_rate_limits_run_just_under_the_account_limit(monkeypatch: pytest.
     assert max(sum(1 for d in departures if s <= d < s + 1.0) for s in departures) <= 99
 
 
-async def test_limits_tighten_from_headers_and_pause(monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = FakeClock()
-    monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
+async def test_limits_tighten_from_headers_and_nothing_left_waits_for_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = SleepingClock(monkeypatch)
     limits = RateLimits(rpm=10_000)
     limits.observe({"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "20000"})
     assert limits.rpm == 500 and limits.tpm == 20000
-    limits.observe({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"})
-    assert limits._pause_until == pytest.approx(clock.now + 2)
+    await limits.acquire(lambda: 1)
+    # Nothing left: the schedule waits for room for the next request and a 1% margin (6 requests at
+    # the steady 500 RPM: 0.72 s), not for the whole `reset` (a minute window reports up to 60 s).
+    limits.observe({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": "1m0s"}, sent_at=clock.now, counted={"requests": 1})  # fmt: skip
+    start = clock.now
+    await limits.acquire(lambda: 1)
+    assert clock.now - start == pytest.approx(6 / (500 / 60), abs=0.01)
 
 
 async def test_aimd_halves_on_throttle_and_recovers(monkeypatch: pytest.MonkeyPatch) -> None:

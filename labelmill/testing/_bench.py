@@ -32,6 +32,7 @@ class Workload:
     extra_args: tuple[str, ...] = field(default=())  # for the client
     server_tpm: int | None = None
     client_tpm: int | None = None
+    server_args: tuple[str, ...] = field(default=())  # for the mock teacher (--limit-model, --other-share)
 
     @property
     def ideal_req_s(self) -> float | None:
@@ -97,7 +98,7 @@ def run_labelmill(args: list[str], pin: bool = True) -> dict[str, Any]:
 
 def run_workload(workload: Workload, workdir: Path) -> dict[str, Any]:
     corpus = make_cqa(workload.n, workdir / f"{workload.name}.jsonl")
-    mock_args = ["--latency-ms", str(workload.latency_ms)]
+    mock_args = ["--latency-ms", str(workload.latency_ms), *workload.server_args]
     if workload.server_rpm:
         mock_args += ["--rpm", str(workload.server_rpm)]
     if workload.server_tpm:

@@ -135,6 +135,14 @@ class PricedTeacher:
             return self.pacing.tokens(request.variant, request.base, request.max_tokens)
 
         await self.limits.acquire(paced)
+        try:
+            return await self._send(body, request, worst_case, paced)
+        finally:
+            self.limits.settled()
+
+    async def _send(
+        self, body: dict[str, Any], request: _Paced, worst_case: float, paced: Callable[[], int]
+    ) -> tuple[Reply, Reservation | None]:
         learned = self.limits.generation
 
         async def before_send() -> None:

@@ -203,8 +203,8 @@ class RateLimits:
                 await asyncio.sleep(wait)
 
     async def _first_wave(self) -> None:
-        """With no limit known, one request goes first and the rest wait for its answer (or
-        `FIRST_WAVE_WAIT_S`, for a request that fails without one)."""
+        """With no limit known, one request goes first and the rest wait until it has ended (at
+        most `FIRST_WAVE_WAIT_S`)."""
         if self._first_answer.is_set() or any(self._limiters.values()):
             return
         if not self._first_sent:
@@ -212,6 +212,11 @@ class RateLimits:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_answer.wait(), FIRST_WAVE_WAIT_S)
+
+    def settled(self) -> None:
+        """A request ended, however: the first wave waits no longer (an answer, when it came,
+        has already told the limits)."""
+        self._first_answer.set()
 
     def pause(self, seconds: float) -> None:
         """Hold every sender for `seconds` (a 429's retry-after)."""
