@@ -47,9 +47,7 @@ async def test_every_server_model_gets_the_limit_without_429s(monkeypatch: pytes
     assert refused == 0 and share >= 0.95, (model, refused, share)
 
 
-# Only where the headers show the other client's use in time: against a sliding or calendar-minute
-# window (with its unreported 1 s burst bucket) this client still gets 429s (issue 22 stays open).
-@pytest.mark.parametrize("model", ["minute-bucket"])
+@pytest.mark.parametrize("model", MODELS)
 async def test_another_client_on_the_key_leaves_us_what_is_left(monkeypatch: pytest.MonkeyPatch, model: str) -> None:
     clock = FakeClock(monkeypatch)
     clock.now = 6000.0
@@ -58,6 +56,20 @@ async def test_another_client_on_the_key_leaves_us_what_is_left(monkeypatch: pyt
     steady = [t for t in taken if t >= taken[0] + 60]  # after the first minute (a bucket starts full)
     share_of_left = len(steady) / ((steady[-1] - steady[0]) / 60) / (RPM * 0.7)
     assert share_of_left >= 0.9 and refused / 3000 < 0.02, (model, share_of_left, refused)
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_when_the_other_client_leaves_the_limit_is_ours(monkeypatch: pytest.MonkeyPatch, model: str) -> None:
+    clock = FakeClock(monkeypatch)
+    clock.now = 6000.0
+    limits, server = RateLimits(), ServerLimits(RPM, None, model=model, other_share=0.3)
+    await drive(limits, server, clock, [0.0] * 2000)
+    for limit in server.limits:
+        limit.other_share = 0.0
+    await drive(limits, server, clock, [0.0] * 1200)  # two minutes to notice (a window holds its use 60 s)
+    start = clock.now
+    taken, refused = await drive(limits, server, clock, [0.0] * 600)
+    assert refused == 0 and len(taken) / ((clock.now - start) / 60) / RPM >= 0.95, model
 
 
 @settings(max_examples=25, deadline=None)

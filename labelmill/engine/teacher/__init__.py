@@ -7,7 +7,8 @@ from labelmill._exceptions import RequestRejected, RetryableError
 from labelmill.engine.teacher._attempt import Completer, PricedTeacher, TeacherCounters
 from labelmill.engine.teacher._batch_api import BatchAPI
 from labelmill.engine.teacher._client import BeforeSend, Reply, TeacherClient, parse_duration, parse_retry_after
-from labelmill.engine.teacher._limits import AdaptiveConcurrency, CircuitBreaker, RateLimiter, RateLimits
+from labelmill.engine.teacher._guards import AdaptiveConcurrency, CircuitBreaker
+from labelmill.engine.teacher._limits import RateLimiter, RateLimits
 from labelmill.engine.teacher._oneshot import OneShot
 from labelmill.engine.teacher._pacing import Calibration, Pacing
 from labelmill.engine.teacher._retry import RetryPolicy, call_with_retries

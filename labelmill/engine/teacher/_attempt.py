@@ -27,7 +27,8 @@ from labelmill._exceptions import RequestRejected, RetryableError, TeacherStatus
 from labelmill.engine.money import Commitment, Reservation, Spending, token_upper_bound
 from labelmill.engine.tasks import VARIANT_LABEL, VARIANT_RATIONALE
 from labelmill.engine.teacher._client import BeforeSend, Reply
-from labelmill.engine.teacher._limits import AdaptiveConcurrency, CircuitBreaker, RateLimits
+from labelmill.engine.teacher._guards import AdaptiveConcurrency, CircuitBreaker
+from labelmill.engine.teacher._limits import RateLimits
 from labelmill.engine.teacher._pacing import Pacing
 from labelmill.engine.teacher._retry import RetryPolicy, call_with_retries
 

@@ -1,16 +1,18 @@
-"""Client-side limits: request and token rates, adaptive concurrency, and a circuit breaker.
+"""Client-side rate limits: RPM and TPM as schedules that keep to the server's limits.
 
-- `RateLimits`: RPM and TPM as `RateLimiter` schedules, from flags or from `x-ratelimit-*` headers;
-  the TPM limiter is acquired with the pacing estimate of `_pacing.py` (not the byte bound money
-  reserves). They pace at 98% of the limit's steady rate, which every way of counting we know of
-  (a 1 s bucket, a whole-minute bucket, a 60 s sliding window, calendar minutes) takes without a
-  refusal, and slow down only on evidence: a `remaining` smaller than what has left since the
-  answered request (another client on the key, or estimates that ran low), or a 429, which pauses
-  every sender for its `retry-after` and lowers the rate by a tenth; the rate then probes back up.
-- `AdaptiveConcurrency`: AIMD on the number of requests in flight; halves on a 429 (at most once
-  per cooldown), grows back by about one slot per window of successes.
-- `CircuitBreaker`: opens when nothing but 429/5xx/connection errors came back for a sustained
-  period, so a run against a dead or throttled endpoint ends with a clear message.
+`RateLimits` holds `RateLimiter` schedules, from flags or from `x-ratelimit-*` headers; the TPM
+limiter is acquired with the pacing estimate of `_pacing.py` (not the byte bound money reserves).
+They pace at 98% of the limit's steady rate, which every way of counting we know of (a 1 s bucket,
+a whole-minute bucket, a 60 s sliding window, calendar minutes) takes without a refusal, and slow
+down only on evidence, read the same way whatever the server's model:
+
+- another client on the key: every one of those ways holds no more than the last 60 s of arrivals,
+  so `limit - remaining` less what this client sent in the minute before is what others sent at
+  least (`_Others`); the schedule leaves them that share;
+- a `remaining` smaller than what has left since the answered request: the schedule waits for
+  the difference to drain;
+- a 429: every sender pauses for its `retry-after`, and the rate drops by a tenth, then probes back
+  up, slowly once it nears where it was refused (`_Throttle`).
 
 Time comes from the running loop (`loop.time()`), which tests can patch.
 """
@@ -25,16 +27,16 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from labelmill._exceptions import CircuitOpenError
-
 # Send a little under the limit's steady rate, which every way a server counts it takes.
 RATE_HEADROOM = 0.98
 # Tokens need less: the pacing estimate is already a high quantile of what the server counts, and
 # the server's own `remaining` corrects the schedule as it goes.
 TOKEN_HEADROOM = 0.99
 BOOK_AHEAD_S = 0.25  # how far ahead of its place on the token schedule a request books it
-PROBE_PER_S = 0.01  # after a 429, the share of the limit the rate wins back each second
+PROBE_PER_S = 0.01  # after a 429, the share of the limit the rate wins back each second...
+NEAR_CEILING = 0.97  # ...up to this share of the rate a 429 refused; above it, a tenth as fast at first
 MIN_SCALE = 0.5  # 429s never slow the schedules below half the limit (concurrency still halves)
+MIN_SHARE = 0.05  # what is left to this client when others seem to use the whole limit
 FIRST_WAVE_WAIT_S = 5.0  # the longest the first wave waits for the first answer
 MARGIN = 0.01  # of the limit: room kept in the server's `remaining` for another client's next sends
 FORGET_S = 120.0  # how long bookings are kept to compare with an answer's `remaining`
@@ -125,6 +127,57 @@ class _Sent:
         return self.total - (self._totals[i - 1] if i > 0 else self._base)
 
 
+class _Throttle:
+    """The share of each limit the schedules run at: 1 until a 429. A 429 lowers it by a tenth (at
+    most once a second, never below `MIN_SCALE`) and remembers the share it was refused at; answers
+    win it back, quickly up to just under that share, then slowly and faster the longer no 429
+    comes. So a limit that did not move costs one 429 a climb, and one that grew is found again."""
+
+    def __init__(self) -> None:
+        self.scale, self.refused_scale = 1.0, 1.0
+        self._refused_at = self._moved_at = -math.inf
+
+    def refused(self, now: float) -> bool:
+        """A 429; True when the scale moved."""
+        if now - self._refused_at < 1.0:
+            return False
+        self.refused_scale, self.scale = self.scale, max(MIN_SCALE, self.scale * 0.9)
+        self._refused_at = self._moved_at = now
+        return True
+
+    def answered(self, now: float) -> bool:
+        """An answer; True when the scale moved."""
+        if self.scale >= 1.0:
+            return False
+        elapsed, self._moved_at = now - self._moved_at, now
+        near = self.refused_scale * NEAR_CEILING
+        if self.scale < near:
+            self.scale = min(near, self.scale + PROBE_PER_S * elapsed)
+        else:  # past where it was refused once it has gone 10 s without a 429, and faster after
+            self.scale += PROBE_PER_S / 10 * (1 + (now - self._refused_at) / 10) * elapsed
+        self.scale = min(1.0, self.scale)
+        return True
+
+
+class _Others:
+    """What other clients on the key used of one limit in the last minute, at least: the largest
+    lower bound seen in the last 60 s (a calendar minute's count starts again at 0 each minute)."""
+
+    def __init__(self) -> None:
+        self._bounds: collections.deque[tuple[float, float]] = collections.deque()  # decreasing
+
+    def add(self, now: float, bound: float) -> None:
+        while self._bounds and self._bounds[-1][1] <= bound:
+            self._bounds.pop()
+        self._bounds.append((now, bound))
+        while self._bounds[0][0] < now - 60:
+            self._bounds.popleft()
+
+    @property
+    def per_minute(self) -> float:
+        return self._bounds[0][1] if self._bounds else 0.0
+
+
 class RateLimits:
     """The RPM and TPM limits in force, where each came from, and the schedules that keep to them.
 
@@ -141,9 +194,12 @@ class RateLimits:
     schedule: a server that counts a minute window reports a `remaining` far below the limit while
     the client is exactly at it, and that is no reason to wait.
 
-    A 429 pauses every sender for its `retry-after` and scales the rates down by a tenth (at most
-    once a second); each answer after that probes back up by `PROBE_PER_S` of the limit a second,
-    so the rate never sits below the limit for long without a refusal to show for it.
+    Another client on the key shows as `limit - remaining` above what this client sent in the
+    minute before the answered request (every way of counting we know holds at most the last 60 s of
+    arrivals, so the excess is others' at least); the schedule runs at the limit less that.
+
+    A 429 pauses every sender for its `retry-after` and scales the rates down (`_Throttle`), which
+    then probe back up, so the rate never sits below the limit for long without a refusal to show.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
@@ -154,8 +210,8 @@ class RateLimits:
         self._pause_until = 0.0
         self._token_turn = asyncio.Lock()  # FIFO: the token schedule is taken one request at a time
         self.generation = 0  # counts limits learned and pauses begun: a request that waited since obeys them
-        self.scale = 1.0  # the share of the limit the schedules run at: below 1 only after 429s
-        self._scaled_at = -math.inf
+        self.throttle = _Throttle()
+        self._others = {kind: _Others() for kind in KINDS}
         self._first_answer = asyncio.Event()
         self._first_sent = False
 
@@ -226,16 +282,20 @@ class RateLimits:
             self.generation += 1
 
     def throttled(self) -> None:
-        """A 429: run the schedules a tenth slower (at most once a second; never below half)."""
-        now = asyncio.get_running_loop().time()
-        if now - self._scaled_at >= 1.0:
-            self._rescale(max(MIN_SCALE, self.scale * 0.9), now)
+        """A 429: run the schedules slower for a while (`_Throttle`)."""
+        if self.throttle.refused(asyncio.get_running_loop().time()):
+            self._retune()
 
-    def _rescale(self, scale: float, now: float) -> None:
-        self.scale, self._scaled_at = scale, now
+    def _per_second(self, kind: str) -> float:
+        """The rate a schedule runs at: the limit, less what others use, scaled after 429s."""
+        limit = self.per_minute[kind] or 0.0
+        mine = max(limit * MIN_SHARE, limit * self.throttle.scale - self._others[kind].per_minute)
+        return mine / 60 * _headroom(kind)
+
+    def _retune(self) -> None:
         for kind, limiter in self._limiters.items():
-            if limiter is not None and (limit := self.per_minute[kind]):
-                limiter.set_rate(limit / 60 * _headroom(kind) * scale)
+            if limiter is not None:
+                limiter.set_rate(self._per_second(kind))
 
     def observe(
         self, headers: Mapping[str, str], sent_at: float | None = None, counted: Mapping[str, int] | None = None
@@ -245,23 +305,31 @@ class RateLimits:
         which counts nothing)."""
         self._first_answer.set()
         now = asyncio.get_running_loop().time()
-        if counted is not None and self.scale < 1.0:  # an answer, not a refusal: probe back up
-            self._rescale(min(1.0, self.scale + PROBE_PER_S * (now - self._scaled_at)), now)
+        moved = counted is not None and self.throttle.answered(now)  # an answer, not a refusal
         for kind in KINDS:
             limit = _count(headers.get(f"x-ratelimit-limit-{kind}"))
             current = self.per_minute[kind]
             if limit and (current is None or limit < current):
                 self.per_minute[kind], self.source[kind] = float(limit), "header"
-                self._limiters[kind] = _limiter(limit * self.scale, _headroom(kind))
-                self.generation += 1
+                self._limiters[kind] = RateLimiter(1.0)
+                self.generation, moved = self.generation + 1, True
             remaining = _count(headers.get(f"x-ratelimit-remaining-{kind}"))
-            limiter = self._limiters[kind]
-            if limit and remaining is not None and limiter is not None and sent_at is not None:
-                # Booked after it, one more like it, and a margin for others on the key who send
-                # between this answer and our next request: more than the server has room for?
-                short = self._sent[kind].since(sent_at) + self._sent[kind].last + MARGIN * limit - remaining
-                if short > 0:
-                    limiter.defer(now + short / (limit / 60))
+            if limit and remaining is not None and sent_at is not None and self._limiters[kind] is not None:
+                moved = self._read_remaining(kind, limit, remaining, sent_at, now) or moved
+        if moved:
+            self._retune()
+
+    def _read_remaining(self, kind: str, limit: int, remaining: int, sent_at: float, now: float) -> bool:
+        """What one answer's `remaining` says; True when others' share moved."""
+        sent, limiter = self._sent[kind], self._limiters[kind]
+        # Booked after it, one more like it, and a margin for others on the key who send between
+        # this answer and our next request: more than the server has room for?
+        short = sent.since(sent_at) + sent.last + MARGIN * limit - remaining
+        if short > 0 and limiter is not None:
+            limiter.defer(now + short / (limit / 60))
+        before = self._others[kind].per_minute
+        self._others[kind].add(now, max(0.0, limit - remaining - (sent.since(sent_at - 60) - sent.since(sent_at))))
+        return self._others[kind].per_minute != before
 
     def report(self, seconds: float, requests: int, tokens: int) -> dict[str, Any]:
         """Per kind: the limit in force, its source, and the rate achieved (`requests` the server
@@ -277,93 +345,3 @@ class RateLimits:
                 "share_of_limit": round(achieved / limit, 4) if limit else None,
             }
         return out
-
-
-class AdaptiveConcurrency:
-    """At most `limit` holders at once; the limit moves by AIMD between `minimum` and `maximum`."""
-
-    def __init__(self, maximum: int, minimum: int = 1, cooldown_s: float = 1.0) -> None:
-        self.maximum = maximum
-        self.minimum = minimum
-        self.limit = float(maximum)
-        self.in_flight = 0
-        self.cooldown_s = cooldown_s
-        self._last_decrease = -math.inf
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    async def acquire(self) -> None:
-        while self.in_flight >= int(self.limit):
-            future = asyncio.get_running_loop().create_future()
-            self._waiters.append(future)
-            try:
-                await future
-            except asyncio.CancelledError:
-                self._wake()
-                raise
-        self.in_flight += 1
-
-    def release(self) -> None:
-        self.in_flight -= 1
-        self._wake()
-
-    def _wake(self) -> None:
-        free = int(self.limit) - self.in_flight
-        while free > 0 and self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                future.set_result(None)
-                free -= 1
-
-    def on_success(self) -> None:
-        if self.limit < self.maximum:
-            self.limit = min(float(self.maximum), self.limit + 1 / self.limit)
-            self._wake()
-
-    def on_throttle(self) -> None:
-        now = asyncio.get_running_loop().time()
-        if now - self._last_decrease >= self.cooldown_s:
-            self.limit = max(float(self.minimum), self.limit / 2)
-            self._last_decrease = now
-
-
-class CircuitBreaker:
-    """Opens after `window_s` seconds in which at least `min_failures` attempts failed and none succeeded."""
-
-    def __init__(self, window_s: float = 120.0, min_failures: int = 10, clock: Callable[[], float] | None = None):
-        self.window_s = window_s
-        self.min_failures = min_failures
-        self._clock = clock
-        self._first_failure: float | None = None
-        self._failures = 0
-        self.last_error = ""
-
-    def _now(self) -> float:
-        return self._clock() if self._clock is not None else asyncio.get_running_loop().time()
-
-    def record_success(self) -> None:
-        self._first_failure = None
-        self._failures = 0
-
-    def record_failure(self, description: str) -> None:
-        now = self._now()
-        if self._first_failure is None:
-            self._first_failure = now
-        self._failures += 1
-        self.last_error = description
-        self.check()
-
-    def check(self) -> None:
-        if self.is_open:
-            raise CircuitOpenError(
-                f"the teacher answered only errors for {self.window_s:.0f}s ({self._failures} in a row, last: "
-                f"{self.last_error}); stopping. Everything done so far is kept: rerun the same command later "
-                "to continue."
-            )
-
-    @property
-    def is_open(self) -> bool:
-        return (
-            self._first_failure is not None
-            and self._failures >= self.min_failures
-            and self._now() - self._first_failure >= self.window_s
-        )

@@ -14,7 +14,8 @@ from labelmill.cache import AsyncStoreWriter, ResponseStore, StoredResponse, req
 from labelmill.engine.money import Spending
 from labelmill.engine.teacher._attempt import PricedTeacher
 from labelmill.engine.teacher._client import TeacherClient
-from labelmill.engine.teacher._limits import AdaptiveConcurrency, RateLimits
+from labelmill.engine.teacher._guards import AdaptiveConcurrency
+from labelmill.engine.teacher._limits import RateLimits
 from labelmill.engine.teacher._retry import RetryPolicy
 
 
