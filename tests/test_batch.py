@@ -59,6 +59,20 @@ async def test_the_batch_route_writes_the_online_shards_at_half_the_price(tmp_pa
     assert replayed.status is RunStatus.COMPLETE and shard_bytes(tmp_path / "replay") == shard_bytes(tmp_path / "batch")
 
 
+async def test_a_create_whose_answer_was_lost_makes_one_batch_paid_once(tmp_path: Path) -> None:
+    source = make_cqa(300, tmp_path / "in.jsonl")
+    async with MockTeacher(MockConfig(batch_latency_s=0.2, batch_lost_creates=2)) as mock:
+        result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch"))
+        created, uploads = mock.batches.stats.batches_created, mock.batches.stats.batch_uploads
+        server_cost = server_dollars(mock, PRICES.batch())
+        answered = mock.stats.ok
+    assert result.status is RunStatus.COMPLETE and result.summary["records"] == 300
+    assert created == 1 and max(uploads.values()) == 1 and answered == 300  # the 504s made no second batch
+    money = result.summary["money"]
+    assert money["paid"] == money["paid_batch"] == pytest.approx(server_cost, abs=1e-8)  # paid: batches included
+    assert money["dollars_per_example"] == pytest.approx(server_cost / 300, rel=1e-4)
+
+
 async def test_expired_and_failed_lines_are_resubmitted_and_every_example_accounted_for(tmp_path: Path) -> None:
     source = make_cqa(80, tmp_path / "in.jsonl")
     flags = MockConfig(batch_latency_s=0.2, batch_expire_fraction=0.5, batch_line_error_rate=0.1)

@@ -286,6 +286,8 @@ def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: s
 @click.option("--batch-line-error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--batch-fail-validation", is_flag=True)
 @click.option("--batch-enqueued-tokens", type=int, default=None, help="Fail larger batches (token_limit_exceeded).")
+@click.option("--batch-lost-creates", type=int, default=0, show_default=True,
+              help="The first N batch creates make the batch, then answer 504.")  # fmt: skip
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--context-tokens", type=int, default=16_384, show_default=True)

@@ -11,7 +11,9 @@ online endpoint answers the same body. Flags play a batch's bad days: `batch_exp
 batch expires with that fraction of its lines done; the rest are `batch_expired` errors),
 `batch_line_error_rate` (lines answered 500 in the error file), `batch_fail_validation`, and
 `batch_enqueued_tokens` (a batch whose prompt + max_tokens exceed it fails with
-`token_limit_exceeded`). `stats.batch_uploads` counts how often each custom_id was uploaded.
+`token_limit_exceeded`), and `batch_lost_creates` (the first N creates make their batch and answer
+504, as a gateway that timed out does). `stats.batch_uploads` counts how often each custom_id was
+uploaded, `stats.batches_created` how many batches were made.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class BatchFlags:
     line_error_rate: float = 0.0
     fail_validation: bool = False
     enqueued_tokens: int | None = None
+    lost_creates: int = 0  # the first N creates make the batch, then answer 504 (the answer lost on the way)
 
 
 @dataclass(slots=True)
@@ -133,6 +136,8 @@ class MockBatches:
         lines = [json.loads(line) for line in found[1].splitlines() if line.strip()]
         obj["request_counts"]["total"] = len(lines)
         self.batches[batch_id] = _Batch(obj, lines, time.monotonic())
+        if self.stats.batches_created <= self.flags.lost_creates:
+            return _error(504, "the gateway timed out waiting for the batch service")
         return web.json_response(obj)
 
     async def list_batches(self, request: web.Request) -> web.Response:

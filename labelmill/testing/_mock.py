@@ -69,6 +69,7 @@ class MockConfig:
     batch_line_error_rate: float = 0.0  # lines answered 500 in the error file
     batch_fail_validation: bool = False
     batch_enqueued_tokens: int | None = None  # a larger batch fails with token_limit_exceeded
+    batch_lost_creates: int = 0  # the first N creates make the batch and answer 504
 
 
 def load_answers(path: str | Path) -> list[tuple[str, str]]:
@@ -105,7 +106,7 @@ class MockTeacher:
         self._answers_by_line = {c.strip(): a for c, a in self.config.answers}
         flags = BatchFlags(self.config.batch_latency_s, self.config.batch_expire_fraction,
                            self.config.batch_line_error_rate, self.config.batch_fail_validation,
-                           self.config.batch_enqueued_tokens)  # fmt: skip
+                           self.config.batch_enqueued_tokens, self.config.batch_lost_creates)  # fmt: skip
         self.batches = MockBatches(flags, self.refusal, self.completion, self.prompt_tokens,
                                    lambda text: _stable_index(text, 1_000_000) / 1_000_000)  # fmt: skip
         self._runner: web.AppRunner | None = None

@@ -76,12 +76,21 @@ async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | N
     result.summary["route"] = config.route
     result.summary["batches"] = state.summary()
     result.summary["seconds"] = round(time.monotonic() - started, 3)  # the batches' wait included
-    money = result.summary["money"]
-    money["paid_batch"] = round(route.spent, 8)
-    money["spent"] = round(money.get("spent", 0.0) + route.spent, 8)
-    if result.summary.get("dollars") is not None:
-        result.summary["dollars"] = round(result.summary["dollars"] + route.spent, 8)
+    _add_batch_spend(result.summary, route.spent)
     return result
+
+
+def _add_batch_spend(summary: dict[str, Any], spent: float) -> None:
+    """What the batches cost goes into every total the final pass reported (it bought only online)."""
+    money = summary["money"]
+    money["paid_batch"] = round(spent, 8)
+    money["spent"] = round(money.get("spent", 0.0) + spent, 8)
+    if money.get("paid") is not None:
+        money["paid"] = round(money["paid"] + spent, 8)
+        examples = summary.get("examples") or 0
+        money["dollars_per_example"] = round(money["paid"] / examples, 10) if examples else None
+    if summary.get("dollars") is not None:
+        summary["dollars"] = round(summary["dollars"] + spent, 8)
 
 
 def _plan_at_batch_prices(config: AnnotateConfig) -> AnnotateConfig:

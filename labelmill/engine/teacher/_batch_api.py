@@ -1,7 +1,7 @@
 """The Files and Batch APIs of an OpenAI-compatible server (OpenAI, Azure OpenAI, vLLM, the mock).
 
-One call each: upload a batch input file, read or list files, download a file's content, delete a
-file; create, read, list and cancel batches. 429/5xx/timeouts are retried (`_retry.py`); any other
+One call each: upload a batch input file, read or list files, download a file's content; create (at
+most once), read, list and cancel batches. 429/5xx/timeouts are retried (`_retry.py`); any other
 status raises `TeacherStatusError` with the server's message.
 """
 
@@ -70,13 +70,26 @@ class BatchAPI:
     async def content(self, file_id: str) -> bytes:
         return await self._retrying(lambda: self._bytes(f"/files/{file_id}/content"))
 
-    async def delete(self, file_id: str) -> None:
-        await self._retrying(lambda: self._json("DELETE", f"/files/{file_id}"))
-
     # -- batches --------------------------------------------------------------------------------
     async def create(self, file_id: str, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        """Create a batch from an uploaded file, at most once. A create is a POST the server may
+        have carried out before its answer was lost (a timeout, a 504 from a gateway): before
+        asking again, look for a batch already made from this file, so none is made and paid twice."""
         body = {"input_file_id": file_id, "endpoint": ENDPOINT, "completion_window": "24h", "metadata": metadata}
-        return await self._retrying(lambda: self._json("POST", "/batches", json_body=body))
+        tries = 0
+
+        async def once() -> dict[str, Any]:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and (made := await self.made_from(file_id)) is not None:
+                return made
+            return await self._json("POST", "/batches", json_body=body)
+
+        return await self._retrying(once)
+
+    async def made_from(self, file_id: str) -> dict[str, Any] | None:
+        """The newest batch created from `file_id`, if the server has one."""
+        return next((b for b in await self.batches() if b.get("input_file_id") == file_id), None)
 
     async def batch(self, batch_id: str) -> dict[str, Any]:
         return await self._retrying(lambda: self._json("GET", f"/batches/{batch_id}"))
