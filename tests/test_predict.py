@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from labelmill.trainer import Item, Student, TrainConfig, train
+from labelmill.trainer._decode import greedy
 from tests.test_trainer import COLORS, toy_records, write_shards
 
 TEXTS = ["the paint is red today", "the paint is a very deep and rich gold today", "blue", "the paint is green"]
@@ -43,6 +44,18 @@ def test_choices_scored_in_one_pass_match_one_forward_pass_per_choice(model_dir:
                 for c in options
             ]
         assert torch.allclose(scores, torch.stack(one_by_one), atol=1e-4)
+
+
+def test_the_greedy_loop_gives_what_generate_gives(model_dir: Path) -> None:
+    student = Student(str(model_dir))
+    sources = ["[label] " + t for t in TEXTS] + ["[rationale] " + t for t in TEXTS]  # padded, short and long
+    encoded = student.tokenizer(sources, return_tensors="pt", padding=True)
+    for limit in (1, 3, 128):
+        ours = greedy(student.model, encoded["input_ids"], encoded["attention_mask"], limit)
+        with torch.no_grad():
+            theirs = student.model.generate(**encoded, max_new_tokens=limit, do_sample=False, num_beams=1)  # type: ignore[operator]
+        decode = student.tokenizer.batch_decode
+        assert decode(ours, skip_special_tokens=True) == decode(theirs, skip_special_tokens=True), limit
 
 
 def test_batched_predictions_keep_input_order_and_match_one_at_a_time(model_dir: Path) -> None:

@@ -2,9 +2,10 @@
 
 Times the fast path (`Student`: batches sorted by length, no grad, greedy with the KV cache, every
 choice of a batch scored in one decoder pass) against the plain way (`model.generate` on one
-example at a time; one forward pass per choice), on the same model, machine and process. CPU
-seconds are the process's (all threads), so dollars per 1M predictions follow from a CPU-hour
-price; the teacher's dollars per 1M come from the `cost_usd` its records paid.
+example at a time; one forward pass per choice), on the same model, machine and process, each
+the median of three runs. CPU seconds are the process's (all threads), so dollars per 1M
+predictions follow from a CPU-hour price; the teacher's dollars per 1M come from the `cost_usd` its
+records paid.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from labelmill.trainer._infer import Item, Student
 # On-demand price of one vCPU-hour of a general-purpose cloud VM (AWS m7i.large: 2 vCPU for
 # $0.1008/h in us-east-1), the default for --cpu-hour-usd. A stated assumption, not a quote.
 CPU_HOUR_USD = 0.0504
+REPEATS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +43,14 @@ class Timing:
                 "usd_per_1m": round(per_1k * 1000 / 3600 * cpu_hour_usd, 4)}  # fmt: skip
 
 
-def timed(work: Callable[[], int]) -> Timing:
-    wall, cpu = time.perf_counter(), time.process_time()
-    predictions = work()
-    return Timing(predictions, time.perf_counter() - wall, time.process_time() - cpu)
+def timed(work: Callable[[], int], repeats: int = REPEATS) -> Timing:
+    """The median of `repeats` runs by wall time (a run of a second or two moves by 10-20%)."""
+    runs = []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        predictions = work()
+        runs.append(Timing(predictions, time.perf_counter() - wall, time.process_time() - cpu))
+    return sorted(runs, key=lambda run: run.seconds)[len(runs) // 2]
 
 
 def bench_predict(
@@ -53,7 +59,7 @@ def bench_predict(
     teacher_records: list[ShardRecord] | None = None,
     cpu_hour_usd: float = CPU_HOUR_USD,
     baseline_items: int = 100,
-    batch_size: int = 32,
+    batch_size: int = 64,
 ) -> dict[str, Any]:
     """Throughput, CPU cost and peak memory of the fast path and the plain one, with the teacher's
     price per 1M beside them. The plain path runs on the first `baseline_items` items only (it is

@@ -11,6 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import BaseModelOutput
 
 from labelmill.trainer._data import LABEL_PREFIX, RATIONALE_PREFIX
+from labelmill.trainer._decode import greedy
 from labelmill.trainer._student import load_student
 
 
@@ -24,10 +25,11 @@ class Item:
 
 class Student:
     """A trained student, on the fast path: batches sorted by length (little padding), no grad,
-    greedy decoding with the KV cache, and every choice of a batch scored in one decoder pass over
-    the batch's encoder states (each text is encoded once, not once per choice)."""
+    greedy decoding with the KV cache in a loop of its own (`_decode.py`), and every choice of a
+    batch scored in one decoder pass over the batch's encoder states (each text is encoded once,
+    not once per choice)."""
 
-    def __init__(self, model_dir: str, batch_size: int = 32, max_new_tokens: int = 128) -> None:
+    def __init__(self, model_dir: str, batch_size: int = 64, max_new_tokens: int = 128) -> None:
         self.model: PreTrainedModel
         self.tokenizer: PreTrainedTokenizerBase
         self.model, self.tokenizer = load_student(model_dir)
@@ -41,9 +43,7 @@ class Student:
     @torch.inference_mode()
     def generate(self, sources: list[str]) -> list[str]:
         encoded = self.tokenizer(sources, return_tensors="pt", padding=True, truncation=True, max_length=512)
-        model: Any = self.model
-        output = model.generate(**encoded, max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1,
-                                use_cache=True)  # fmt: skip
+        output = greedy(self.model, encoded["input_ids"], encoded["attention_mask"], self.max_new_tokens)
         return [s.strip() for s in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
 
     @torch.inference_mode()
