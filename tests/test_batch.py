@@ -102,14 +102,30 @@ async def test_auto_buys_online_what_the_batches_could_not(tmp_path: Path) -> No
 async def test_a_batch_that_fails_validation_or_is_too_large_is_handled(tmp_path: Path) -> None:
     source = make_cqa(30, tmp_path / "in.jsonl")
     async with MockTeacher(MockConfig(batch_latency_s=0.1, batch_fail_validation=True)) as mock:
-        # every line refused for the same reason: a usage error that names it, as online
+        # every line refused for the same reason: a usage error that names it, as online, with the rows kept
         with pytest.raises(UsageError, match="failed validation"):
             await annotate(run_config(tmp_path, source, mock.base_url, "bad", route="batch"))
+    assert len((tmp_path / "bad" / "failures.jsonl").read_text().splitlines()) == 30
     assert json.loads((tmp_path / "bad" / "batches.json").read_text())["batches"][0]["status"] == "collected"
     async with MockTeacher(MockConfig(batch_latency_s=0.1, batch_enqueued_tokens=2500)) as mock:
         split = await annotate(run_config(tmp_path, source, mock.base_url, "split", route="batch"))
     assert split.summary["records"] + split.summary["failures"] == 30
     assert split.summary["batches"]["batches"] > 2  # refused whole, then resubmitted in halves
+
+
+async def test_refused_lines_among_answered_ones_become_failure_rows_and_stop_nothing(tmp_path: Path) -> None:
+    source = make_cqa(40, tmp_path / "in.jsonl")
+    long = {"question": "Pick the tool from the list. " + "Think about it carefully. " * 150,
+            "choices": ["rabbit", "screwdriver", "France", "violin", "lemon"], "answer": "screwdriver"}  # fmt: skip
+    with source.open("a") as more:  # eight the same length: refused with one same message, as a batch's 400s are
+        more.writelines(json.dumps({"id": f"long-{i}", **long}) + "\n" for i in range(8))
+    async with MockTeacher(MockConfig(batch_latency_s=0.1, context_tokens=600)) as mock:
+        result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch", rationale_rate=0))
+    summary = result.summary
+    assert summary["records"] == 40 and summary["failure_reasons"] == {"refused": 8}
+    rows = [json.loads(line) for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
+    assert {row["id"] for row in rows} == {f"long-{i}" for i in range(8)} and len({r["detail"] for r in rows}) == 1
+    assert len(shard_bytes(tmp_path / "out").splitlines()) == 40
 
 
 async def test_spend_with_batches_in_flight_never_exceeds_the_budget(tmp_path: Path) -> None:

@@ -28,17 +28,17 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from labelmill._exceptions import BudgetExhausted, RequestRejected, RetryableError, UsageError
-from labelmill.cache import ResponseStore, StoredResponse, make_entry, request_key
+from labelmill._exceptions import UsageError
+from labelmill.cache import ResponseStore, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine.money import Commitment, Planner, Prices, estimate_corpus, token_upper_bound
+from labelmill.engine.money import Prices, token_upper_bound
 from labelmill.engine.run._batch_files import missing_requests, request_line
+from labelmill.engine.run._batch_final import Leftovers, add_batch_spend, plan_at_batch_prices, refused_whole
 from labelmill.engine.run._batch_state import FINISHED, BatchRecord, BatchState, Meta, progress_line
 from labelmill.engine.run._once import SenderFactory, run_once
-from labelmill.engine.run._requests import Request
 from labelmill.engine.run._result import RunResult, RunStatus
-from labelmill.engine.tasks import VARIANT_LABEL, VARIANT_RATIONALE
-from labelmill.engine.teacher import BatchAPI, TeacherCounters
+from labelmill.engine.tasks import VARIANT_RATIONALE
+from labelmill.engine.teacher import BatchAPI
 from labelmill.engine.teacher._client import RETRYABLE_STATUSES
 
 log = logging.getLogger("labelmill")
@@ -51,7 +51,7 @@ async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | N
     if config.select == "uncertainty" and config.detach:
         raise UsageError("--select uncertainty runs two passes, the second chosen from the first: drop --detach")
     started = time.monotonic()
-    config = _plan_at_batch_prices(config)
+    config = plan_at_batch_prices(config)
     state = BatchState.load(config.out_dir)
     state.base_url, state.model = config.base_url, config.model
     with ResponseStore(config.cache_dir) as store:
@@ -73,56 +73,13 @@ async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | N
         failures = dict(state.failures)
         leftovers = lambda spending: Leftovers(failures)  # noqa: E731 (a one-line factory)
     result = await run_once(replace(config, budget=left), interrupt, leftovers)  # run_once: no route dispatch
+    if config.route == "batch":
+        refused_whole(result.summary, state.failures)
     result.summary["route"] = config.route
     result.summary["batches"] = state.summary()
     result.summary["seconds"] = round(time.monotonic() - started, 3)  # the batches' wait included
-    _add_batch_spend(result.summary, route.spent)
+    add_batch_spend(result.summary, route.spent)
     return result
-
-
-def _add_batch_spend(summary: dict[str, Any], spent: float) -> None:
-    """What the batches cost goes into every total the final pass reported (it bought only online)."""
-    money = summary["money"]
-    money["paid_batch"] = round(spent, 8)
-    money["spent"] = round(money.get("spent", 0.0) + spent, 8)
-    if money.get("paid") is not None:
-        money["paid"] = round(money["paid"] + spent, 8)
-        examples = summary.get("examples") or 0
-        money["dollars_per_example"] = round(money["paid"] / examples, 10) if examples else None
-    if summary.get("dollars") is not None:
-        summary["dollars"] = round(summary["dollars"] + spent, 8)
-
-
-def _plan_at_batch_prices(config: AnnotateConfig) -> AnnotateConfig:
-    """A budget plan on the batch route: the explanation rate that spends the budget at batch
-    prices, fixed before the first batch (batches are priced and reserved whole)."""
-    if not config.auto_rate or config.prices is None or config.budget is None:
-        return config
-    prices = config.prices.batch()
-    with ResponseStore(config.cache_dir) as store:
-        estimate = estimate_corpus(config.source, config.task, prices, store=store, limit=config.limit)
-    label, rationale = estimate.variants[VARIANT_LABEL], estimate.variants[VARIANT_RATIONALE]
-    per = [(v.dollars or 0.0) / max(1, v.requests) for v in (label, rationale)]
-    rate = Planner(*per).rate(config.budget, max(1, estimate.examples))
-    log.info("batch route: explanation rate %.3f spends the budget at batch prices", rate)
-    return replace(config, auto_rate=False, rationale_rate=round(rate, 6))
-
-
-class Leftovers:
-    """The sender of the final pass on the batch route: it buys nothing, it says why an answer is
-    missing (the batch's reason, or the budget that did not cover a batch)."""
-
-    def __init__(self, failures: dict[str, list[str]]) -> None:
-        self.failures = failures
-        self.counters = TeacherCounters()
-
-    async def send(self, request: Request, commitment: Commitment | None) -> StoredResponse:
-        reason, detail = self.failures.get(request.key, ["budget_exhausted", "no batch held this request"])
-        if reason == "refused":
-            raise RequestRejected(400, detail)
-        if reason == "budget_exhausted":
-            raise BudgetExhausted(f"the budget did not cover a batch for it: {detail}")
-        raise RetryableError("status", f"{reason}: {detail}")
 
 
 @dataclass(slots=True)

@@ -8,6 +8,8 @@ answer, or one of the errors below, which the run turns into failure rows or a s
     RetryableError     the sender gave up retrying
     CircuitOpenError   only errors for a sustained period
     TeacherStatusError any other status (401/403/404): nothing else will work either
+    NotBought          the sender buys nothing and says why: a failure row with that reason, and
+                       nothing else (no stop, no refusal count): the batch route's leftovers
 
 `OnlineSender` buys each answer over HTTP through the one priced attempt. A batch sender plugs in
 here, and unit tests plug in a fake.
@@ -22,6 +24,14 @@ from labelmill.engine.money import Commitment
 from labelmill.engine.run._requests import Request
 from labelmill.engine.tasks import VARIANT_RATIONALE
 from labelmill.engine.teacher import PricedTeacher, TeacherCounters
+
+
+class NotBought(Exception):
+    """No answer for this request, for `reason` (a failure row's reason) and `detail`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason, self.detail = reason, detail
 
 
 class Sender(Protocol):

@@ -25,7 +25,7 @@ from labelmill._exceptions import (
 from labelmill.cache import AsyncStoreWriter, ResponseStore, StoredResponse
 from labelmill.engine.money import Commitment, Spending
 from labelmill.engine.run._requests import Outcome, Request, Requests
-from labelmill.engine.run._sender import Sender
+from labelmill.engine.run._sender import NotBought, Sender
 from labelmill.engine.run._stats import OrderedOutput
 from labelmill.engine.run._stop import RefusalWatch, Stop, StopReason
 from labelmill.engine.selection import Selection
@@ -79,6 +79,8 @@ class Workers:
         assert self.sender is not None, "a replay sends nothing: its misses are not_cached rows"
         try:
             entry = await self.sender.send(item, commitment)
+        except NotBought as exc:
+            return self.requests.failure(item, exc.reason, exc.detail)
         except BudgetExhausted as exc:
             return await self._out_of_money(item, commitment, exc)
         except RequestRejected as exc:
