@@ -10,7 +10,15 @@ Errors: every error labelmill raises on purpose is a `LabelmillError`; the tree 
 `labelmill._exceptions`. Importing labelmill loads neither torch nor aiohttp.
 """
 
-from labelmill._api import annotate, annotate_async, read_records, replay, replay_async
+from labelmill._api import (
+    AnnotateOptions,
+    ReplayOptions,
+    annotate,
+    annotate_async,
+    read_records,
+    replay,
+    replay_async,
+)
 from labelmill._exceptions import (
     BudgetExhausted,
     CircuitOpenError,
@@ -30,11 +38,13 @@ from labelmill._version import __version__
 from labelmill.engine import Prices, RunResult, RunStatus, Task, load_task
 
 __all__ = [
+    "AnnotateOptions",
     "BudgetExhausted",
     "CircuitOpenError",
     "InputError",
     "LabelmillError",
     "Prices",
+    "ReplayOptions",
     "RequestRejected",
     "RetryableError",
     "RunResult",

@@ -13,7 +13,7 @@ import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, Unpack
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import iter_records as _iter_records
@@ -34,17 +34,67 @@ from labelmill.engine import (
 from labelmill.engine import annotate as _annotate
 
 DEFAULT_CACHE = ".labelmill-cache"
+Route = Literal["online", "batch", "auto"]
+Select = Literal["random", "uncertainty"]
+
+
+class AnnotateOptions(TypedDict, total=False):
+    """The keyword options of `annotate` and `annotate_async` (defaults: `annotate_config`)."""
+
+    cache: str | Path
+    model: str
+    base_url: str | None
+    api_key: str | None
+    budget: float | None
+    rationale_rate: float | str
+    select: Select
+    seed: int
+    concurrency: int
+    rpm: float | None
+    tpm: float | None
+    tokenizer: str | Path | None
+    max_tokens: int | None
+    price_in: float | None
+    price_out: float | None
+    prices: Prices | str | Path | None
+    limit: int | None
+    shard_size: int
+    timeout: float
+    attempts: int
+    shots: int
+    progress: bool
+    route: Route
+    detach: bool
+    batch_discount: float | None
+    batch_poll_s: float
+    batch_max_requests: int
+    batch_max_mb: float
+
+
+class ReplayOptions(TypedDict, total=False):
+    """The keyword options of `replay` and `replay_async` (defaults: `replay_config`)."""
+
+    cache: str | Path
+    from_: str | Path | None
+    model: str | None
+    rationale_rate: float | str | None
+    seed: int | None
+    max_tokens: int | None
+    limit: int | None
+    shard_size: int
+    workers: int | None
+    progress: bool
 
 
 def annotate_config(
     input: str | Path, *, task: str | Task, out: str | Path, cache: str | Path = DEFAULT_CACHE,
     model: str = DEFAULT_MODEL, base_url: str | None = None, api_key: str | None = None,
-    budget: float | None = None, rationale_rate: float | str = "auto", select: str = "random", seed: int = 0,
+    budget: float | None = None, rationale_rate: float | str = "auto", select: Select = "random", seed: int = 0,
     concurrency: int = DEFAULT_CONCURRENCY, rpm: float | None = None, tpm: float | None = None,
     tokenizer: str | Path | None = None, max_tokens: int | None = None, price_in: float | None = None,
     price_out: float | None = None,
     prices: Prices | str | Path | None = None, limit: int | None = None, shard_size: int = 10_000,
-    timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False, route: str = "online",
+    timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False, route: Route = "online",
     detach: bool = False, batch_discount: float | None = None, batch_poll_s: float = 60.0,
     batch_max_requests: int = 50_000, batch_max_mb: float = 200.0,
 ) -> AnnotateConfig:  # fmt: skip
@@ -97,35 +147,43 @@ def replay_config(
 
 async def annotate_async(
     input: str | Path, *, task: str | Task, out: str | Path, interrupt: asyncio.Event | None = None,
-    sender: SenderFactory | None = None, **options: Any,
+    sender: SenderFactory | None = None, **options: Unpack[AnnotateOptions],
 ) -> RunResult:  # fmt: skip
     """Annotate `input` into `out`/shards; see `annotate_config` for the options."""
     return await _annotate(annotate_config(input, task=task, out=out, **options), interrupt=interrupt, sender=sender)
 
 
 async def replay_async(
-    input: str | Path, *, task: str | Task, out: str | Path, interrupt: asyncio.Event | None = None, **options: Any
+    input: str | Path,
+    *,
+    task: str | Task,
+    out: str | Path,
+    interrupt: asyncio.Event | None = None,
+    **options: Unpack[ReplayOptions],
 ) -> RunResult:
     """Rebuild `out`'s shards from the store alone, opening no socket; see `replay_config`."""
     return await _annotate(replay_config(input, task=task, out=out, **options), interrupt=interrupt)
 
 
-def annotate(input: str | Path, *, task: str | Task, out: str | Path, **options: Any) -> RunResult:
+def annotate(input: str | Path, *, task: str | Task, out: str | Path, **options: Unpack[AnnotateOptions]) -> RunResult:
     """`annotate_async` for code outside an event loop (a script). In a notebook, await
     `annotate_async` instead: its loop is already running."""
     return _run_sync(annotate_async(input, task=task, out=out, **options))
 
 
-def replay(input: str | Path, *, task: str | Task, out: str | Path, **options: Any) -> RunResult:
+def replay(input: str | Path, *, task: str | Task, out: str | Path, **options: Unpack[ReplayOptions]) -> RunResult:
     """`replay_async` for code outside an event loop."""
     return _run_sync(replay_async(input, task=task, out=out, **options))
 
 
 def read_records(out: str | Path) -> Iterator[dict[str, Any]]:
     """Every record of a run's shards (or of a shard file or glob), as a dict, in input order.
-    A bad line raises ShardFormatError naming its file and line."""
-    for record in _iter_records(out):
-        yield record.to_dict()
+    A bad line raises ShardFormatError naming its file and line; no shards there, a UsageError."""
+    try:
+        for record in _iter_records(out):
+            yield record.to_dict()
+    except FileNotFoundError as exc:
+        raise UsageError(f"cannot read records from {out}: {exc}") from None
 
 
 def parse_rate(value: float | str) -> float:

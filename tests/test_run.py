@@ -68,6 +68,8 @@ async def test_a_run_through_a_fake_sender_writes_every_row_in_order(tmp_path: P
     records = list(labelmill.read_records(tmp_path / "out"))
     assert [r["index"] for r in records] == list(range(30))
     assert all(r["label"] == r["gold"] for r in records)
+    with pytest.raises(labelmill.UsageError, match="no shards"):  # in the tree, not a bare FileNotFoundError
+        list(labelmill.read_records(tmp_path / "nowhere" / "*.jsonl"))
 
 
 def test_the_first_stop_reason_wins() -> None:
@@ -135,7 +137,8 @@ def _fields(cfg: AnnotateConfig) -> dict[str, Any]:
 
 async def test_an_unpriced_model_reads_as_unknown_cost_not_free(tmp_path: Path) -> None:
     result = await annotate(config(tmp_path, model="teacher"), sender=lambda spending: FakeSender())
-    assert result.summary["dollars"] is None and result.summary["money"]["paid"] is None
+    money = result.summary["money"]
+    assert result.summary["dollars"] is None and money["paid"] is None and money["dollars_per_example"] is None
     assert any("cost is unknown" in note and "'teacher'" in note for note in result.notes)
 
 

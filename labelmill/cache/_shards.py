@@ -38,7 +38,8 @@ def shard_name(number: int) -> str:
     return f"part-{number:05d}.jsonl"
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in `directory` durable (a file's own fsync does not)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -55,7 +56,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @dataclass(slots=True)
@@ -141,7 +142,7 @@ class ShardWriter:
         shard.handle.close()
         final = self.shard_dir / shard_name(shard.number)
         os.replace(shard.tmp_path, final)
-        _fsync_dir(self.shard_dir)
+        fsync_dir(self.shard_dir)
         self.shards.append(ShardInfo(f"{SHARDS_DIR}/{final.name}", shard.records, shard.digest.hexdigest()))
         self._open = None
 
@@ -173,7 +174,7 @@ class ShardWriter:
         if current.exists():
             os.replace(current, retired)
         os.replace(self.shard_dir, current)
-        _fsync_dir(self.out_dir)
+        fsync_dir(self.out_dir)
         self.shard_dir = current
         self.write_manifest()
         shutil.rmtree(retired, ignore_errors=True)

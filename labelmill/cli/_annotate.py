@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from labelmill._api import annotate_config, replay_config
+from labelmill._api import Select, annotate_config, replay_config
 from labelmill.cache import ResponseStore
 from labelmill.cli._base import cache_option, handle_errors, main, print_json, run_async, setup_logging
 from labelmill.cli._runtime import EXIT_CODES, annotate_in_process
@@ -185,7 +185,7 @@ def batch_import(results: str, cache_dir: str, model: str, as_json: bool) -> Non
 @click.option("--estimate", is_flag=True, help="Price the corpus without sending anything.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary on stdout.")
 @handle_errors
-def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_text: str, select: str,
+def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_text: str, select: Select,
              budget: float | None, estimate: bool, as_json: bool, timeout_s: float, attempts: int,
              price_in: float | None, price_out: float | None, prices_file: str | None,
              **options: Any) -> None:  # fmt: skip

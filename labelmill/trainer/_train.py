@@ -43,7 +43,6 @@ from labelmill.trainer._distill import Collator, DistillTrainer, LogToStderr, Ro
 from labelmill.trainer._student import SCRATCH, build_student, load_tokenizer, scratch_model
 
 log = logging.getLogger("labelmill")
-hf_logging.disable_progress_bar()
 CONFIG_FILE = "labelmill.json"
 
 
@@ -151,19 +150,23 @@ def _train(config: TrainConfig, callbacks: list[TrainerCallback] | None) -> dict
 
 @contextmanager
 def recipe_settings(threads: int | None) -> Iterator[None]:
-    """For the block: torch's intra-op thread count and, on a CPU, deterministic kernels (free there;
-    on CUDA some ops have none, and it would fail them). Both are restored after it: they are the
-    process's settings, not ours."""
+    """For the block: torch's intra-op thread count, on a CPU deterministic kernels (free there; on
+    CUDA some ops have none, and it would fail them), and no HF progress bars. All are restored
+    after it: they are the process's settings, not ours."""
     before = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    bars = hf_logging.is_progress_bar_enabled()
     if threads is not None:
         torch.set_num_threads(threads)
     if not torch.cuda.is_available():
         torch.use_deterministic_algorithms(True)
+    hf_logging.disable_progress_bar()  # progress goes to our own stderr lines
     try:
         yield
     finally:
         torch.set_num_threads(before[0])
         torch.use_deterministic_algorithms(before[1])
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def prepare_rows(config: TrainConfig) -> tuple[list[Row], list[Row], list[str]]:

@@ -7,7 +7,7 @@
     2. collect  poll with backoff; each finished batch's answers go into the store under their keys,
                 as online answers do, and settle to their `usage` at batch prices. Error lines: 429/5xx
                 and `batch_expired` are resubmitted (up to `batch_attempts` submissions), others are
-                kept as the reason for a failure row; reservations are released line by line
+                kept as the reason for a failure row; a batch's reservation is released when it is collected
     3. run      a normal run over the corpus (`run_once`): the answers are store hits, so shards,
                 replay and resume are the same whichever route bought them. Under `batch` a request
                 still missing becomes a failure row with the batch's reason; under `auto` it is
@@ -23,13 +23,14 @@ import asyncio
 import itertools
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 
 from labelmill._exceptions import UsageError
-from labelmill.cache import ResponseStore, make_entry, request_key
+from labelmill.cache import ResponseStore, fsync_dir, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.money import Prices, token_upper_bound
 from labelmill.engine.run._batch_files import missing_requests, request_line
@@ -187,17 +188,23 @@ class BatchRoute:
                 inputs.write(line)
                 metas.write(json.dumps({"key": meta.key, "tag": meta.tag, "rationale": meta.rationale,
                                         "worst_usd": meta.worst_usd}) + "\n")  # fmt: skip
+            for handle in (inputs, metas):  # on disk before the state that names them says `prepared`
+                handle.flush()
+                os.fsync(handle.fileno())
+        fsync_dir(self.state.files)
         self.state.batches.append(record)
         self.state.save()
         return record
 
     async def _upload_and_create(self, record: BatchRecord) -> None:
+        uploaded = None
         if record.status == "prepared":
             uploaded = await self.api.upload(self.state.input_path(record), f"{record.name}.jsonl")
             record.file_id, record.status = str(uploaded["id"]), "uploaded"
             self.state.save()
-            await self._until_processed(uploaded)
-        if record.status == "uploaded":
+        if record.status == "uploaded":  # also after a crash: the file may still be processing
+            assert record.file_id is not None
+            await self._until_processed(uploaded or await self.api.file(record.file_id))
             record.status = "creating"
             self.state.save()
         if record.status == "creating":

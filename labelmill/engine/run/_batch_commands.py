@@ -29,7 +29,7 @@ async def manage_batches(action: str, out_dir: Path, cache_dir: Path, prices: Pr
     with ResponseStore(cache_dir) as store:
         async with BatchAPI(url, api_key) as api:
             route = BatchRoute(BatchSettings(prices, resubmit=False, poll_s=1.0), state, store, api)
-            await route.recover(submit=action != "cancel")
+            await route.recover(submit=False)  # adopt what the server has; start nothing (a rerun submits)
             if action == "cancel":
                 for record in state.live():
                     if record.batch_id is not None:

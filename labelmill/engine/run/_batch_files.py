@@ -21,6 +21,7 @@ from labelmill._exceptions import InputError, UsageError
 from labelmill.cache import ResponseStore, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.money import Prices, Spending
+from labelmill.engine.run._batch_state import read_bodies
 from labelmill.engine.run._requests import Request, Requests
 from labelmill.engine.run._resolve import Resolver
 from labelmill.engine.run._run import selection_for
@@ -90,10 +91,7 @@ def import_results(results: Path, cache_dir: Path, prices: Prices | None) -> dic
                 continue
             tag, file = exported[key]
             if file not in bodies:
-                with open(file, encoding="utf-8") as requests:
-                    bodies[file] = {
-                        (r := json.loads(text))["custom_id"]: r["body"] for text in requests if text.strip()
-                    }
+                bodies[file] = read_bodies(Path(file))
             body = bodies[file].get(key)
             if body is None or request_key(body, tag) != key:
                 counts["mismatched"] += 1  # the request on file does not hash to this answer's key
@@ -105,8 +103,3 @@ def import_results(results: Path, cache_dir: Path, prices: Prices | None) -> dic
         store.put_many(entries)
     counts["stored"] = len(entries)
     return counts
-
-
-def _bodies(path: Path) -> dict[str, dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return {(row := json.loads(line))["custom_id"]: row["body"] for line in fh if line.strip()}

@@ -16,11 +16,12 @@ input file) is not created again. Keys in a live batch are never uploaded again.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from labelmill.cache import write_json_atomic
 
 STATE_FILE = "batches.json"
 FILES_DIR = ".batches"
@@ -41,7 +42,7 @@ class BatchRecord:
     name: str
     attempt: int  # 1 for the first submission of its keys, 2 for their resubmission, ...
     requests: int
-    reserved_usd: float  # still reserved: released line by line as answers settle
+    reserved_usd: float  # still reserved: the whole worst case, released when the batch is collected
     status: str = "prepared"
     file_id: str | None = None
     batch_id: str | None = None
@@ -81,16 +82,12 @@ class BatchState:
                    [BatchRecord(**b) for b in data.get("batches", [])], dict(data.get("failures", {})))  # fmt: skip
 
     def save(self) -> None:
-        """Write the whole state under a temporary name, flush it to disk, then rename it."""
+        """Write the whole state so a crash leaves the old file or the new one (file and directory
+        fsynced, as the shard writer does)."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         data = {"version": 1, "base_url": self.base_url, "model": self.model,
                 "batches": [asdict(b) for b in self.batches], "failures": self.failures}  # fmt: skip
-        tmp = self.path.with_name(f".{STATE_FILE}.tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, data)
 
     def live(self) -> list[BatchRecord]:
         return [b for b in self.batches if b.live]
@@ -108,8 +105,7 @@ class BatchState:
 
     def bodies(self, record: BatchRecord) -> dict[str, dict[str, Any]]:
         """custom_id -> request body, from the input file as uploaded."""
-        with open(self.input_path(record), encoding="utf-8") as fh:
-            return {(row := json.loads(line))["custom_id"]: row["body"] for line in fh if line.strip()}
+        return read_bodies(self.input_path(record))
 
     def live_keys(self) -> set[str]:
         return {meta.key for record in self.live() for meta in self.metas(record)}
@@ -135,3 +131,9 @@ def progress_line(batches: dict[str, Any]) -> str:
     return (f"batches: {batches['batches']} ({states}); {batches['answered']} answered, {batches['failed']} failed, "
             f"{batches['resubmitted']} resubmitted; ${batches['spent_usd']:.4f} spent, "
             f"${batches['reserved_usd']:.4f} reserved")  # fmt: skip
+
+
+def read_bodies(path: Path) -> dict[str, dict[str, Any]]:
+    """custom_id -> request body of a batch input file (ours, or one exported for a batch run by hand)."""
+    with open(path, encoding="utf-8") as fh:
+        return {(row := json.loads(line))["custom_id"]: row["body"] for line in fh if line.strip()}

@@ -10,6 +10,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from labelmill.cache import fsync_dir
+
 FAILURES = "failures.jsonl"
 
 
@@ -57,6 +59,7 @@ class FailureLog:
         os.fsync(self._handle.fileno())
         self._handle.close()
         os.replace(self._tmp, self.path)
+        fsync_dir(self.path.parent)
 
     def discard(self) -> None:
         """Throw this run's failure rows away: the earlier failures.jsonl stays as it was."""

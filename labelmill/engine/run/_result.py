@@ -49,7 +49,7 @@ def build_result(stats: RunStats, spending: Spending, stop: Stop, source: str, u
     summary["money"] = spending.summary(stats.done)
     if unpriced is not None and stats.requests:
         summary["dollars"] = None
-        summary["money"]["paid"] = None
+        summary["money"]["paid"] = summary["money"]["dollars_per_example"] = None
         summary["money"]["unknown_because"] = unpriced
         notes.append(f"the cost is unknown: {unpriced}")
     exhausted = stats.failure_reasons.get("budget_exhausted", 0)
