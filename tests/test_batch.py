@@ -204,7 +204,7 @@ class Crash(Exception):
 async def test_a_crash_while_submitting_reuses_the_upload_on_the_rerun(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moment: str
 ) -> None:
-    from labelmill.engine.run import BatchRoute
+    from labelmill.engine.batch import BatchRoute
     from labelmill.engine.teacher import BatchAPI
 
     source = make_cqa(30, tmp_path / "in.jsonl")
@@ -314,7 +314,7 @@ def test_the_batch_commands_on_the_command_line(tmp_path: Path) -> None:
 async def test_a_crash_during_the_download_collects_again_and_pays_nothing_twice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from labelmill.engine.run import BatchRoute
+    from labelmill.engine.batch import BatchRoute
 
     source = make_cqa(30, tmp_path / "in.jsonl")
     sort_errors = BatchRoute._sort_errors

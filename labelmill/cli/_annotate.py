@@ -51,7 +51,7 @@ def _finish(result: RunResult, as_json: bool) -> None:
 
 
 def _batches_line(batches: dict[str, Any]) -> str:
-    from labelmill.engine.run import progress_line
+    from labelmill.engine.batch import progress_line
 
     return progress_line(batches)
 

@@ -8,23 +8,17 @@ only the rooms before it; `tests/test_layering.py` holds the order):
     teacher/     the HTTP client, retries, limits, and the one priced attempt
     selection/   which examples get a rationale: one object per policy
     run/         the run: producer, workers, the sender seam, ordered output, stop reasons
+    batch/       the batch route: batches submitted, collected into the store, then a run
 
 This module is the engine's surface for the CLI, the apps and `labelmill`'s public API: nothing
 outside engine/ imports its private modules. Never imports torch, transformers or the trainer.
 """
 
+from labelmill.engine._annotate import annotate
 from labelmill.engine._config import DEFAULT_BASE_URL, DEFAULT_CONCURRENCY, DEFAULT_MODEL, AnnotateConfig, env_base_url
+from labelmill.engine.batch import export_requests, import_results, manage_batches
 from labelmill.engine.money import BudgetExhausted, Prices, Spending, estimate_corpus, resolve_prices
-from labelmill.engine.run import (
-    RunResult,
-    RunStatus,
-    Sender,
-    SenderFactory,
-    annotate,
-    export_requests,
-    import_results,
-    manage_batches,
-)
+from labelmill.engine.run import RunResult, RunStatus, Sender, SenderFactory
 from labelmill.engine.selection import selection_score, wants_rationale
 from labelmill.engine.tasks import (
     BUILTIN_TASKS,

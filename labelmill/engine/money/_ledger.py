@@ -43,6 +43,13 @@ class Ledger:
         self.reserved_peak = max(self.reserved_peak, self.reserved)
         return Reservation(amount)
 
+    def hold(self, amount: float) -> Reservation:
+        """Count a reservation made before this ledger existed (a batch an earlier run left in
+        flight): it is held even where it exceeds what is left, so nothing new fits until it settles."""
+        self.reserved += amount
+        self.reserved_peak = max(self.reserved_peak, self.reserved)
+        return Reservation(amount)
+
     async def reserve(self, amount: float) -> Reservation | None:
         """Reserve `amount`, waiting while open reservations may still free room; None if it cannot fit."""
         while (reservation := self.try_reserve(amount)) is None:

@@ -1,30 +1,27 @@
 """The run itself: producer, workers, the sender seam, ordered output, failures, resolve, replay
-workers, stats, stop reasons and the result.
+workers, stats, stop reasons and the result; the two passes of `--select uncertainty`.
 
-The top of the engine: it may import every other engine room; none of them imports it.
+It may import every engine room below it; only `batch/` is built on it.
 """
 
-from labelmill.engine.run._annotate import annotate
-from labelmill.engine.run._batch import BatchRoute
-from labelmill.engine.run._batch_commands import manage_batches
-from labelmill.engine.run._batch_files import export_requests, import_results
-from labelmill.engine.run._batch_state import progress_line
-from labelmill.engine.run._failures import Failure, FailureLog, IdRegistry
-from labelmill.engine.run._once import SenderFactory
+from labelmill.engine.run._failures import FAILURES, Failure, FailureLog, IdRegistry
+from labelmill.engine.run._once import SenderFactory, run_once
 from labelmill.engine.run._requests import Done, Outcome, Request, Requests
 from labelmill.engine.run._resolve import ReplayPool, Resolved, Resolver
 from labelmill.engine.run._result import RunResult, RunStatus
 from labelmill.engine.run._run import selection_for
-from labelmill.engine.run._sender import OnlineSender, Sender
+from labelmill.engine.run._sender import NotBought, OnlineSender, Sender
 from labelmill.engine.run._stats import OrderedOutput, Progress, RunStats
 from labelmill.engine.run._stop import RefusalWatch, Stop, StopReason
+from labelmill.engine.run._uncertainty import annotate_by_uncertainty
 
 __all__ = [
-    "BatchRoute",
+    "FAILURES",
     "Done",
     "Failure",
     "FailureLog",
     "IdRegistry",
+    "NotBought",
     "OnlineSender",
     "OrderedOutput",
     "Outcome",
@@ -42,10 +39,7 @@ __all__ = [
     "SenderFactory",
     "Stop",
     "StopReason",
-    "annotate",
-    "export_requests",
-    "import_results",
-    "manage_batches",
-    "progress_line",
+    "annotate_by_uncertainty",
+    "run_once",
     "selection_for",
 ]

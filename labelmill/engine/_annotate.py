@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine.run._once import SenderFactory, run_once
-from labelmill.engine.run._result import RunResult
-from labelmill.engine.run._uncertainty import annotate_by_uncertainty
+from labelmill.engine.run import RunResult, SenderFactory, annotate_by_uncertainty, run_once
 
 
 async def annotate(
@@ -19,7 +17,7 @@ async def annotate(
     `config.grace_s`), what is done is written, and the result's status is INTERRUPTED.
     Cancelling the task does the same, then raises CancelledError."""
     if config.route != "online" and not config.replay:
-        from labelmill.engine.run._batch import annotate_by_batch
+        from labelmill.engine.batch import annotate_by_batch
 
         if config.select == "uncertainty" and config.explain_ids is None:  # a label batch, then a rationale batch
             return await annotate_by_uncertainty(config, interrupt, sender, once=annotate_by_batch)

@@ -8,9 +8,9 @@ from typing import Any
 
 from labelmill._exceptions import UsageError
 from labelmill.cache import ResponseStore
+from labelmill.engine.batch._route import BatchRoute, BatchSettings
+from labelmill.engine.batch._state import BatchState
 from labelmill.engine.money import Prices
-from labelmill.engine.run._batch import BatchRoute, BatchSettings
-from labelmill.engine.run._batch_state import BatchState
 from labelmill.engine.teacher import BatchAPI
 
 

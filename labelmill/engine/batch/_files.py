@@ -20,11 +20,9 @@ from typing import Any
 from labelmill._exceptions import InputError, UsageError
 from labelmill.cache import ResponseStore, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
+from labelmill.engine.batch._state import read_bodies
 from labelmill.engine.money import Prices, Spending
-from labelmill.engine.run._batch_state import read_bodies
-from labelmill.engine.run._requests import Request, Requests
-from labelmill.engine.run._resolve import Resolver
-from labelmill.engine.run._run import selection_for
+from labelmill.engine.run import Request, Requests, Resolver, selection_for
 from labelmill.engine.tasks import iter_rows
 
 EXPORTS = "batch-exports.jsonl"

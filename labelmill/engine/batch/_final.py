@@ -13,9 +13,7 @@ from labelmill._exceptions import UsageError
 from labelmill.cache import ResponseStore, StoredResponse
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.money import Commitment, Planner, estimate_corpus
-from labelmill.engine.run._failures import FAILURES
-from labelmill.engine.run._requests import Request
-from labelmill.engine.run._sender import NotBought
+from labelmill.engine.run import FAILURES, NotBought, Request
 from labelmill.engine.tasks import VARIANT_LABEL, VARIANT_RATIONALE
 from labelmill.engine.teacher import TeacherCounters
 

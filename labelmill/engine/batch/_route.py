@@ -23,6 +23,7 @@ import asyncio
 import itertools
 import json
 import logging
+import math
 import os
 import secrets
 import time
@@ -32,17 +33,16 @@ from typing import Any
 from labelmill._exceptions import UsageError
 from labelmill.cache import ResponseStore, fsync_dir, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
-from labelmill.engine.money import Prices, token_upper_bound
-from labelmill.engine.run._batch_files import missing_requests, request_line
-from labelmill.engine.run._batch_final import Leftovers, add_batch_spend, plan_at_batch_prices, refused_whole
-from labelmill.engine.run._batch_state import FINISHED, BatchRecord, BatchState, Meta, progress_line
-from labelmill.engine.run._once import SenderFactory, run_once
-from labelmill.engine.run._result import RunResult, RunStatus
+from labelmill.engine.batch._files import missing_requests, request_line
+from labelmill.engine.batch._final import Leftovers, add_batch_spend, plan_at_batch_prices, refused_whole
+from labelmill.engine.batch._state import FINISHED, BatchRecord, BatchState, Meta, progress_line
+from labelmill.engine.money import Ledger, Prices, token_upper_bound
+from labelmill.engine.run import RunResult, RunStatus, SenderFactory, run_once
 from labelmill.engine.tasks import VARIANT_RATIONALE
-from labelmill.engine.teacher import BatchAPI
-from labelmill.engine.teacher._client import RETRYABLE_STATUSES
+from labelmill.engine.teacher import RETRYABLE_STATUSES, BatchAPI
 
 log = logging.getLogger("labelmill")
+SLACK_USD = 1e-9
 
 
 async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | None,
@@ -103,16 +103,33 @@ class BatchRoute:
     def __init__(self, settings: BatchSettings, state: BatchState, store: ResponseStore, api: BatchAPI) -> None:
         self.settings, self.state, self.store, self.api = settings, state, store, api
         self.prices: Prices | None = settings.prices.batch() if settings.prices is not None else None
-        self.spent = 0.0  # settled in this invocation, at batch prices
+        # The one ledger, as online: each batch reserves its lines' worst case before it is
+        # uploaded and settles to what its answers cost when it is collected. Batches an earlier
+        # run left in flight are held from the state on disk.
+        self.ledger = Ledger(settings.budget if settings.budget is not None else math.inf)
+        self._held = {b.name: self.ledger.hold(b.reserved_usd) for b in state.live()}
+        self.max_lines = settings.max_requests  # halved when a server refuses a batch's size
         self.token = secrets.token_hex(4)
         self._numbers = itertools.count(len(state.batches))
         self.deferred: list[tuple[Meta, dict[str, Any]]] = []  # lines waiting for the budget
 
     # -- money ----------------------------------------------------------------------------------
+    @property
+    def spent(self) -> float:
+        """Settled in this invocation, at batch prices."""
+        return self.ledger.spent
+
     def _left(self) -> float | None:
-        if self.settings.budget is None:
-            return None
-        return self.settings.budget - self.spent - sum(b.reserved_usd for b in self.state.live())
+        return None if self.settings.budget is None else self.ledger.left
+
+    def _release(self, record: BatchRecord, paid: float | None) -> None:
+        """A batch collected (settled to `paid`) or dropped unsent (None: released)."""
+        held = self._held.pop(record.name, None)
+        if held is not None and paid is not None:
+            self.ledger.settle(held, paid)
+        elif held is not None:
+            self.ledger.release(held)
+        record.reserved_usd = 0.0
 
     def _worst(self, body: dict[str, Any]) -> float:
         bound, max_tokens = token_upper_bound(body), int(body["max_tokens"])
@@ -141,7 +158,7 @@ class BatchRoute:
         left = self._left()
         if left is None:
             return lines
-        fitting = []
+        fitting, left = [], left - SLACK_USD  # the chunks' sums may round otherwise than this one
         for meta, body in lines:
             if meta.worst_usd > left:
                 self.deferred.append((meta, body))
@@ -169,7 +186,7 @@ class BatchRoute:
         size = 0
         for meta, line in lines:
             line_bytes = len(line.encode("utf-8"))
-            if not chunks or len(chunks[-1]) >= self.settings.max_requests or \
+            if not chunks or len(chunks[-1]) >= self.max_lines or \
                     size + line_bytes > self.settings.max_bytes:  # fmt: skip
                 chunks.append([])
                 size = 0
@@ -192,6 +209,9 @@ class BatchRoute:
                 handle.flush()
                 os.fsync(handle.fileno())
         fsync_dir(self.state.files)
+        reservation = self.ledger.try_reserve(record.reserved_usd)
+        assert reservation is not None, "the lines were fitted to what the budget has left"
+        self._held[name] = reservation
         self.state.batches.append(record)
         self.state.save()
         return record
@@ -241,7 +261,8 @@ class BatchRoute:
                 found = batches[record.file_id]  # the batch was created: adopt it
                 record.batch_id, record.status = str(found["id"]), str(found["status"])
             elif not submit:
-                record.reserved_usd, record.status = 0.0, "collected"
+                self._release(record, None)
+                record.status = "collected"
             self.state.save()
             if submit:
                 await self._upload_and_create(record)
@@ -293,11 +314,12 @@ class BatchRoute:
                 ]
             retry = []
         record.resubmitted = len(retry)
-        record.reserved_usd, record.status = 0.0, "collected"
+        self._release(record, record.spent_usd)
+        record.status = "collected"
         self.state.save()
         if retry:
             if split:  # the server refused the batch's size: half as many lines a batch
-                self.settings.max_requests = max(1, len(retry) // 2)
+                self.max_lines = max(1, len(retry) // 2)
             await self._submit([(metas[key], bodies[key]) for key in retry], record.attempt + 1)
 
     async def _store_answers(self, record: BatchRecord, batch: dict[str, Any], metas: dict[str, Meta],
@@ -317,7 +339,6 @@ class BatchRoute:
             prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
             paid = self.prices.cost(prompt, completion) if self.prices is not None and usage else meta.worst_usd
             record.spent_usd += paid
-            self.spent += paid
             # The store holds the answer's list price, as an online answer's: records do not say
             # which route bought them (the manifest and the summary do).
             listed = self.settings.prices.cost(prompt, completion) if self.settings.prices is not None else None
