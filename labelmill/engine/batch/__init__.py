@@ -5,6 +5,7 @@
     _final.py     the rate plan at batch prices, and the final pass (each missing answer a failure
                   row with its own reason; what the batches cost in `paid`)
     _state.py     what is in flight, in `OUT/batches.json` (durable: file and directory fsynced)
+    _errors.py    what error lines and missing lines mean (resubmit, or a failure row's reason)
     _files.py     missing requests, and export/import for batches run by hand (`vllm run-batch`)
     _commands.py  `labelmill batches status|collect|cancel`
 

@@ -33,13 +33,14 @@ from typing import Any
 from labelmill._exceptions import UsageError
 from labelmill.cache import ResponseStore, fsync_dir, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
+from labelmill.engine.batch._errors import line_error, missing_line
 from labelmill.engine.batch._files import missing_requests, request_line
 from labelmill.engine.batch._final import Leftovers, add_batch_spend, plan_at_batch_prices, refused_whole
 from labelmill.engine.batch._state import FINISHED, BatchRecord, BatchState, Meta, progress_line
 from labelmill.engine.money import Ledger, Prices, token_upper_bound
-from labelmill.engine.run import RunResult, RunStatus, SenderFactory, run_once
+from labelmill.engine.run import LiveLine, RunResult, RunStatus, SenderFactory, run_once
 from labelmill.engine.tasks import VARIANT_RATIONALE
-from labelmill.engine.teacher import RETRYABLE_STATUSES, BatchAPI
+from labelmill.engine.teacher import BatchAPI
 
 log = logging.getLogger("labelmill")
 SLACK_USD = 1e-9
@@ -92,11 +93,12 @@ class BatchSettings:
     max_bytes: int = 200 * 1024 * 1024
     poll_s: float = 60.0
     resubmit: bool = True  # False: `batches collect`, which leaves unanswered lines to the next run
+    progress: bool = False  # the live line on a terminal
 
     @classmethod
     def of(cls, config: AnnotateConfig) -> BatchSettings:
         return cls(config.prices, config.budget, config.batch_attempts, config.batch_max_requests,
-                   config.batch_max_bytes, config.batch_poll_s)  # fmt: skip
+                   config.batch_max_bytes, config.batch_poll_s, progress=config.progress)  # fmt: skip
 
 
 class BatchRoute:
@@ -269,20 +271,28 @@ class BatchRoute:
 
     # -- collect --------------------------------------------------------------------------------
     async def wait_and_collect(self, interrupt: asyncio.Event | None) -> None:
+        """Poll until no batch is live, with the batches' live line on a terminal (by state, lines
+        answered, dollars, time waited), else a log line each time it changes."""
         wait = min(0.25, self.settings.poll_s)
         await self.submit_deferred()
-        shown = ""
-        while self.state.live():
-            if (line := progress_line(self.state.summary())) != shown:
-                log.info("%s", line)  # on stderr, when something changed
-                shown = line
-            if interrupt is not None and interrupt.is_set():
-                return
-            if await self.collect_finished():
-                await self.submit_deferred()
-            else:
-                await asyncio.sleep(wait)
-                wait = min(self.settings.poll_s, wait * 1.5)
+        started, logged = time.monotonic(), ""
+
+        def render() -> str:
+            return f"{progress_line(self.state.summary())} | waited {time.monotonic() - started:.0f} s"
+
+        with LiveLine(render, self.settings.progress) as live:
+            while self.state.live():
+                live.refresh()
+                if not live.shown and (line := progress_line(self.state.summary())) != logged:
+                    log.info("%s", line)
+                    logged = line
+                if interrupt is not None and interrupt.is_set():
+                    return
+                if await self.collect_finished():
+                    await self.submit_deferred()
+                else:
+                    await asyncio.sleep(wait)
+                    wait = min(self.settings.poll_s, wait * 1.5)
 
     async def collect_finished(self) -> bool:
         """Collect every live batch the server has finished; True when one was."""
@@ -355,7 +365,7 @@ class BatchRoute:
         if batch.get("error_file_id"):
             for line in (await self.api.content(str(batch["error_file_id"]))).splitlines():
                 row = json.loads(line)
-                reasons[str(row.get("custom_id"))] = _line_error(row)
+                reasons[str(row.get("custom_id"))] = line_error(row)
         problems = (batch.get("errors") or {}).get("data") or [{}]
         code, message = str(problems[0].get("code") or ""), str(problems[0].get("message") or batch["status"])
         split = batch["status"] == "failed" and code == "token_limit_exceeded"
@@ -363,34 +373,10 @@ class BatchRoute:
         for key in metas:
             if key in answered:
                 continue
-            again, reason, detail = reasons.get(key) or _missing(batch["status"], split, message)
+            again, reason, detail = reasons.get(key) or missing_line(batch["status"], split, message)
             if again:
                 retry.append(key)
             else:
                 self.state.failures[key] = [reason, detail]
                 record.failed += 1
         return retry, split
-
-
-def _line_error(row: dict[str, Any]) -> tuple[bool, str, str]:
-    response, error = row.get("response"), row.get("error") or {}
-    if response:
-        status = int(response.get("status_code") or 0)
-        body = response.get("body") or {}
-        message = str((body.get("error") or {}).get("message") or f"HTTP {status}")
-        if status in RETRYABLE_STATUSES:
-            return True, "gave_up", f"HTTP {status}: {message}"
-        return False, "refused", message
-    code = str(error.get("code") or "")
-    if code == "batch_cancelled":
-        return False, "not_attempted", "its batch was cancelled"
-    return code == "batch_expired", "gave_up", f"{code}: {error.get('message', '')}"
-
-
-def _missing(status: str, split: bool, message: str) -> tuple[bool, str, str]:
-    """A line the server's files do not mention."""
-    if status == "failed" and not split:
-        return False, "refused", f"the batch failed: {message}"
-    if status == "cancelled":
-        return False, "not_attempted", "its batch was cancelled"
-    return True, "gave_up", f"no answer in a {status} batch"

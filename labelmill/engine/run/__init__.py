@@ -11,7 +11,7 @@ from labelmill.engine.run._resolve import ReplayPool, Resolved, Resolver
 from labelmill.engine.run._result import RunResult, RunStatus
 from labelmill.engine.run._run import selection_for
 from labelmill.engine.run._sender import NotBought, OnlineSender, Sender
-from labelmill.engine.run._stats import OrderedOutput, Progress, RunStats
+from labelmill.engine.run._stats import LiveLine, OrderedOutput, Progress, RunStats
 from labelmill.engine.run._stop import RefusalWatch, Stop, StopReason
 from labelmill.engine.run._uncertainty import annotate_by_uncertainty
 
@@ -21,6 +21,7 @@ __all__ = [
     "Failure",
     "FailureLog",
     "IdRegistry",
+    "LiveLine",
     "NotBought",
     "OnlineSender",
     "OrderedOutput",

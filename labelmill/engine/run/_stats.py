@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.live import Live
@@ -109,31 +109,41 @@ def _compact(number: float) -> str:
     return f"{number / 1e6:.2f}M" if number >= 1e6 else f"{number / 1e3:.1f}k" if number >= 1e4 else f"{number:.0f}"
 
 
-class Progress:
-    """A rich live line on stderr; silent when stderr is not a terminal or when disabled."""
+class LiveLine:
+    """A rich live line on stderr, redrawn from `render`; silent when stderr is not a terminal or
+    when disabled (then `shown` is False and the caller may log instead)."""
 
-    def __init__(self, stats: RunStats, enabled: bool, show_dollars: bool, budget: float | None = None) -> None:
-        self.stats = stats
-        self.show_dollars = show_dollars
-        self.budget = budget
+    def __init__(self, render: Callable[[], str], enabled: bool) -> None:
+        self.render = render
         self._live: Live | None = None
         if enabled and sys.stderr.isatty():
-            console = Console(stderr=True)
-            self._live = Live(Text(""), console=console, refresh_per_second=4, transient=False)
+            self._live = Live(Text(""), console=Console(stderr=True), refresh_per_second=4, transient=False)
 
-    def __enter__(self) -> Progress:
+    @property
+    def shown(self) -> bool:
+        return self._live is not None
+
+    def __enter__(self) -> Self:
         if self._live is not None:
             self._live.start()
         return self
 
     def refresh(self) -> None:
         if self._live is not None:
-            self._live.update(Text(self.stats.line(self.show_dollars, self.budget)))
+            self._live.update(Text(self.render()))
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self.refresh()
             self._live.stop()
+
+
+class Progress(LiveLine):
+    """The run's live line: done, rate, requests, dollars (`RunStats.line`)."""
+
+    def __init__(self, stats: RunStats, enabled: bool, show_dollars: bool, budget: float | None = None) -> None:
+        super().__init__(lambda: stats.line(show_dollars, budget), enabled)
+        self.stats = stats
 
 
 class OrderedOutput:
