@@ -244,10 +244,14 @@ async def test_uncertainty_on_the_batch_route_labels_first_then_explains_the_lea
     async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
         result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch", budget=budget,
                                            select="uncertainty"))  # fmt: skip
-        assert server_dollars(mock, PRICES.batch()) <= budget
+        paid_to_server = server_dollars(mock, PRICES.batch())
+        assert paid_to_server <= budget
         # waves of batches (worst cases are reserved whole), no key twice, nothing online
         assert max(mock.batches.stats.batch_uploads.values()) == 1 and mock.stats.requests == 0
     assert result.status is RunStatus.COMPLETE and result.summary["records"] == 60
+    money = result.summary["money"]  # both passes' batches, in paid and against the one budget
+    assert money["paid"] == money["paid_batch"] == money["spent"] == pytest.approx(paid_to_server, abs=1e-7)
+    assert money["budget"] == budget
     records = list(iter_records(tmp_path / "out"))
     explained = [r.confidence or 0.0 for r in records if r.rationale]
     unexplained = [r.confidence or 0.0 for r in records if not r.rationale]

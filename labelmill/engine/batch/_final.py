@@ -13,7 +13,7 @@ from labelmill._exceptions import UsageError
 from labelmill.cache import ResponseStore, StoredResponse
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.money import Commitment, Planner, estimate_corpus
-from labelmill.engine.run import FAILURES, NotBought, Request
+from labelmill.engine.run import FAILURES, NotBought, Request, RunResult
 from labelmill.engine.tasks import VARIANT_LABEL, VARIANT_RATIONALE
 from labelmill.engine.teacher import TeacherCounters
 
@@ -61,14 +61,7 @@ def refused_whole(summary: dict[str, Any], failures: dict[str, list[str]]) -> No
                          f"failure rows are in {FAILURES}")  # fmt: skip
 
 
-def add_batch_spend(summary: dict[str, Any], spent: float) -> None:
-    """What the batches cost goes into every total the final pass reported (it bought only online)."""
-    money = summary["money"]
-    money["paid_batch"] = round(spent, 8)
-    money["spent"] = round(money.get("spent", 0.0) + spent, 8)
-    if money.get("paid") is not None:
-        money["paid"] = round(money["paid"] + spent, 8)
-        examples = summary.get("examples") or 0
-        money["dollars_per_example"] = round(money["paid"] / examples, 10) if examples else None
-    if summary.get("dollars") is not None:
-        summary["dollars"] = round(summary["dollars"] + spent, 8)
+def add_batch_spend(result: RunResult, spent: float, budget: float | None) -> RunResult:
+    """What the batches cost goes into the final pass's money (that pass bought only online)."""
+    assert result.money is not None, "a finished pass has its money"
+    return result.with_money(result.money.with_batches(spent, budget))

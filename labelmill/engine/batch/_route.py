@@ -80,8 +80,7 @@ async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | N
     result.summary["route"] = config.route
     result.summary["batches"] = state.summary()
     result.summary["seconds"] = round(time.monotonic() - started, 3)  # the batches' wait included
-    add_batch_spend(result.summary, route.spent)
-    return result
+    return add_batch_spend(result, route.spent, config.budget)
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ from labelmill.engine.money._spending import (
     Planner,
     Spending,
 )
+from labelmill.engine.money._summary import Money, VariantSpend
 
 __all__ = [
     "FEW_SHOT",
@@ -23,10 +24,12 @@ __all__ = [
     "Commitment",
     "Estimate",
     "Ledger",
+    "Money",
     "Planner",
     "Prices",
     "Reservation",
     "Spending",
+    "VariantSpend",
     "VariantTotals",
     "estimate_corpus",
     "format_usd",

@@ -8,11 +8,11 @@ mean costs of a label-only and a label+rationale request, re-estimated as usage 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from labelmill._exceptions import BudgetExhausted
 from labelmill.engine.money._ledger import Ledger, Reservation
 from labelmill.engine.money._prices import Prices, format_usd
+from labelmill.engine.money._summary import Money, VariantSpend
 
 
 class Planner:
@@ -146,19 +146,10 @@ class Spending:
         else:
             self.ledger.release(reservation)
 
-    def summary(self, examples: int) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "paid": round(self.paid, 8),
-            "dollars_per_example": round(self.paid / examples, 10) if examples else None,
-            "per_variant": {
-                name: {"requests": n, "dollars": round(d, 8), "dollars_per_request": round(d / n, 10) if n else None}
-                for name, (n, d) in self.per_variant.items()
-            },
-        }
-        if self.ledger is not None:
-            out.update(
-                budget=self.ledger.budget,
-                spent=round(self.ledger.spent, 8),
-                reserved_peak=round(self.ledger.reserved_peak, 8),
-            )
-        return out
+    def money(self, examples: int) -> Money:
+        """What this run paid, over `examples` examples."""
+        variants = {name: VariantSpend(int(n), d) for name, (n, d) in self.per_variant.items()}
+        if self.ledger is None:
+            return Money(self.paid, examples, variants)
+        return Money(self.paid, examples, variants, budget=self.ledger.budget, spent=self.ledger.spent,
+                     reserved_peak=self.ledger.reserved_peak)  # fmt: skip

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from labelmill.engine.money import Spending
+from labelmill.engine.money import Money, Spending
 from labelmill.engine.run._stats import RunStats
 from labelmill.engine.run._stop import Stop, StopReason
 
@@ -23,6 +23,15 @@ class RunResult:
     status: RunStatus
     summary: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    money: Money | None = None  # typed; `summary["money"]` is its rendering
+
+    def with_money(self, money: Money) -> RunResult:
+        """The same result with `money` in place of its own (the summary's money and dollars too)."""
+        summary = dict(self.summary)
+        summary["money"] = money.to_dict()
+        if summary.get("dollars") is not None:
+            summary["dollars"] = round(money.paid, 8)
+        return RunResult(self.status, summary, self.notes, money)
 
     @property
     def complete(self) -> bool:
@@ -46,17 +55,17 @@ def build_result(stats: RunStats, spending: Spending, stop: Stop, source: str, u
         notes.append(f"the input {source} has no rows: nothing to annotate")
     summary["status"] = status.value
     summary["complete"] = status is not RunStatus.INTERRUPTED
-    summary["money"] = spending.summary(stats.done)
+    money = spending.money(stats.done)
     if unpriced is not None and stats.requests:
         summary["dollars"] = None
-        summary["money"]["paid"] = summary["money"]["dollars_per_example"] = None
-        summary["money"]["unknown_because"] = unpriced
+        money.unknown_because = unpriced
         notes.append(f"the cost is unknown: {unpriced}")
     exhausted = stats.failure_reasons.get("budget_exhausted", 0)
     if exhausted:
         label = spending.per_variant["label"]
         per_label = label[1] / label[0] if label[0] else None
         more = round(exhausted * per_label, 6) if per_label is not None else None
-        summary["money"]["more_needed_usd"] = more
+        money.budget_exhausted, money.more_needed_usd = exhausted, more
         notes.append(f"{exhausted} examples left unannotated; about ${more} more would label them")
-    return RunResult(status, summary, notes)
+    summary["money"] = money.to_dict()
+    return RunResult(status, summary, notes, money)

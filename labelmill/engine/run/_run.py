@@ -144,7 +144,7 @@ class Run:
                 "--price-out (USD per 1M tokens) or --prices FILE")  # fmt: skip
 
     def manifest_extra(self, started_at: float) -> dict[str, Any]:
-        money = self.spending.summary(self.stats.done)
+        money = self.spending.money(self.stats.done).to_dict()
         return {
             "task": self.config.task.name,
             "prompts": self.requests.tags,

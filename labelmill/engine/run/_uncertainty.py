@@ -41,7 +41,7 @@ async def annotate_by_uncertainty(
         return first
     records = list(iter_records(first_dir))
     ranked = sorted((r.confidence if r.confidence is not None else 0.0, r.index, r.id) for r in records)
-    left = config.budget - float(first.summary["money"].get("spent", 0.0))
+    left = config.budget - (first.money.spent or 0.0 if first.money is not None else 0.0)
     per_rationale = _rationale_cost(config, records)
     count = len(ranked) if per_rationale <= 0 else min(len(ranked), math.floor(max(0.0, left) / per_rationale))
     explain = frozenset(example_id for _, _, example_id in ranked[:count])
@@ -72,11 +72,6 @@ def _combine(first: RunResult, second: RunResult, explained: int) -> RunResult:
     for key in _ADDED:
         summary[key] = round(first.summary.get(key, 0) + second.summary.get(key, 0), 8)
     summary["tokens"] = {k: first.summary["tokens"][k] + second.summary["tokens"][k] for k in ("prompt", "completion")}
-    money = dict(second.summary["money"])
-    money["spent"] = round(first.summary["money"].get("spent", 0.0) + money.get("spent", 0.0), 8)
-    money["paid"] = round(first.summary["money"]["paid"] + money["paid"], 8)
-    money["budget"] = first.summary["money"].get("budget")
-    money["dollars_per_example"] = round(money["paid"] / summary["examples"], 10) if summary["examples"] else None
-    summary["money"] = money
     summary["uncertainty"] = {"selected_for_rationales": explained}
-    return RunResult(second.status, summary, first.notes + second.notes)
+    assert first.money is not None and second.money is not None, "finished passes have their money"
+    return RunResult(second.status, summary, first.notes + second.notes).with_money(first.money.then(second.money))
