@@ -56,6 +56,7 @@ class AnnotateOptions(TypedDict, total=False):
     max_tokens: int | None
     price_in: float | None
     price_out: float | None
+    price_cached_in: float | None
     prices: Prices | str | Path | None
     limit: int | None
     shard_size: int
@@ -92,7 +93,7 @@ def annotate_config(
     budget: float | None = None, rationale_rate: float | str = "auto", select: Select = "random", seed: int = 0,
     concurrency: int = DEFAULT_CONCURRENCY, rpm: float | None = None, tpm: float | None = None,
     tokenizer: str | Path | None = None, max_tokens: int | None = None, price_in: float | None = None,
-    price_out: float | None = None,
+    price_out: float | None = None, price_cached_in: float | None = None,
     prices: Prices | str | Path | None = None, limit: int | None = None, shard_size: int = 10_000,
     timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False, route: Route = "online",
     detach: bool = False, batch_discount: float | None = None, batch_poll_s: float = 60.0,
@@ -101,13 +102,14 @@ def annotate_config(
     """The settings of an annotate run, checked; the same defaults as `labelmill annotate`."""
     resolved: Prices | None
     if isinstance(prices, Prices):
-        resolved = prices if price_in is None and price_out is None and batch_discount is None else Prices(
+        resolved = Prices(
             price_in if price_in is not None else prices.input_per_m,
             price_out if price_out is not None else prices.output_per_m,
             batch_discount if batch_discount is not None else prices.batch_discount,
+            price_cached_in if price_cached_in is not None else prices.cached_input_per_m,
         )  # fmt: skip
     else:
-        resolved = resolve_prices(model, price_in, price_out, prices, batch_discount)
+        resolved = resolve_prices(model, price_in, price_out, prices, batch_discount, price_cached_in)
     auto = rationale_rate == "auto" and budget is not None
     return AnnotateConfig(
         source=str(input), task=load_task(task) if isinstance(task, str) else task, out_dir=Path(out),

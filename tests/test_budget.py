@@ -119,13 +119,13 @@ def test_planner_rate_spends_what_is_left() -> None:
 
 
 def test_prices_from_table_flags_and_file(tmp_path: Path) -> None:
-    assert resolve_prices("gpt-4o-mini", None, None) == Prices(0.15, 0.60)
-    assert resolve_prices("gpt-4o-mini-2024-07-18", None, None) == Prices(0.15, 0.60)
+    assert resolve_prices("gpt-4o-mini", None, None) == Prices(0.15, 0.60, cached_input_per_m=0.075)
+    assert resolve_prices("gpt-4o-mini-2024-07-18", None, None) == Prices(0.15, 0.60, cached_input_per_m=0.075)
     assert resolve_prices("gpt-4o-mini", 1.0, None) == Prices(1.0, 0.60)
     assert resolve_prices("my-local-model", None, None) is None
     override = tmp_path / "prices.toml"
-    override.write_text('[models."my-local-model"]\ninput = 0.05\noutput = 0.1\n')
-    assert resolve_prices("my-local-model", None, None, override) == Prices(0.05, 0.1)
+    override.write_text('[models."my-local-model"]\ninput = 0.05\noutput = 0.1\ncached_input = 0.01\n')
+    assert resolve_prices("my-local-model", None, None, override) == Prices(0.05, 0.1, cached_input_per_m=0.01)
 
 
 def config(tmp_path: Path, source: Path, base_url: str, **overrides: Any) -> AnnotateConfig:

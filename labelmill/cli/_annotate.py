@@ -151,6 +151,8 @@ def batch_import(results: str, cache_dir: str, model: str, as_json: bool) -> Non
 @click.option("--max-tokens", type=click.IntRange(1), default=None, help="Override the prompts' max_tokens.")
 @click.option("--price-in", type=float, default=None, help="USD per 1M prompt tokens.")
 @click.option("--price-out", type=float, default=None, help="USD per 1M completion tokens.")
+@click.option("--price-cached-in", type=float, default=None,
+              help="USD per 1M prompt tokens reported as cached (default: the table's, else --price-in).")  # fmt: skip
 @click.option("--prices", "prices_file", type=click.Path(dir_okay=False, exists=True), default=None,
               help="TOML: [models.NAME] input = .. output = .. (USD per 1M tokens).")  # fmt: skip
 @click.option("--limit", type=click.IntRange(0), default=None, help="Annotate only the first N rows.")
@@ -187,17 +189,19 @@ def batch_import(results: str, cache_dir: str, model: str, as_json: bool) -> Non
 @handle_errors
 def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_text: str, select: Select,
              budget: float | None, estimate: bool, as_json: bool, timeout_s: float, attempts: int,
-             price_in: float | None, price_out: float | None, prices_file: str | None,
+             price_in: float | None, price_out: float | None, price_cached_in: float | None, prices_file: str | None,
              **options: Any) -> None:  # fmt: skip
     """Annotate INPUT (.jsonl, .csv, .parquet or - for stdin) with a teacher LLM into shards."""
     setup_logging(as_json)
-    prices = resolve_prices(options["model"], price_in, price_out, prices_file, options["batch_discount"])
+    prices = resolve_prices(options["model"], price_in, price_out, prices_file, options["batch_discount"],
+                            price_cached_in)  # fmt: skip
     if estimate:
         _print_estimate(source, load_task(task_spec), prices, cache_dir, options["limit"], budget, as_json)
         return
     config = annotate_config(
         source, task=task_spec, out=out_dir, cache=cache_dir, rationale_rate=rate_text, select=select,
-        budget=budget, prices=prices_file, price_in=price_in, price_out=price_out, timeout=timeout_s,
+        budget=budget, prices=prices_file, price_in=price_in, price_out=price_out, price_cached_in=price_cached_in,
+        timeout=timeout_s,
         attempts=attempts, progress=not as_json, **options,
     )  # fmt: skip
     _finish(run_async(annotate_in_process(config)), as_json)
@@ -286,6 +290,8 @@ def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: s
 @click.option("--batch-line-error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--batch-fail-validation", is_flag=True)
 @click.option("--batch-enqueued-tokens", type=int, default=None, help="Fail larger batches (token_limit_exceeded).")
+@click.option("--prompt-cache", type=click.Choice(["openai", "anthropic"]), default=None,
+              help="Report cached prompt prefixes of 1,024+ tokens, in this provider's usage field.")  # fmt: skip
 @click.option("--batch-lost-creates", type=int, default=0, show_default=True,
               help="The first N batch creates make the batch, then answer 504.")  # fmt: skip
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from labelmill.testing._batches import BatchFlags, MockBatches
 from labelmill.testing._corpus import ALL_CATEGORIES, LORE
+from labelmill.testing._prefix_cache import PrefixCache
 from labelmill.testing._ratelimits import MESSAGE_TOKENS, ServerLimits, count_tokens
 
 _CHOICES_LINE = re.compile(r"^\s*Choices:\s*(.*)$", re.MULTILINE)
@@ -70,6 +71,7 @@ class MockConfig:
     batch_fail_validation: bool = False
     batch_enqueued_tokens: int | None = None  # a larger batch fails with token_limit_exceeded
     batch_lost_creates: int = 0  # the first N creates make the batch and answer 504
+    prompt_cache: str | None = None  # report cached prefixes: "openai" or "anthropic" style (_prefix_cache.py)
 
 
 def load_answers(path: str | Path) -> list[tuple[str, str]]:
@@ -91,6 +93,7 @@ class MockStats:
     dropped: int = 0
     rejected: int = 0
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, the cached prefixes reported (with `prompt_cache`)
     completion_tokens: int = 0
     limit_tokens: int = 0  # prompt tokens + max_tokens of every request admitted: what a TPM limit counts
 
@@ -107,6 +110,7 @@ class MockTeacher:
         flags = BatchFlags(self.config.batch_latency_s, self.config.batch_expire_fraction,
                            self.config.batch_line_error_rate, self.config.batch_fail_validation,
                            self.config.batch_enqueued_tokens, self.config.batch_lost_creates)  # fmt: skip
+        self.prefix_cache = PrefixCache(config.prompt_cache) if config.prompt_cache else None
         self.batches = MockBatches(flags, self.refusal, self.completion, self.prompt_tokens,
                                    lambda text: _stable_index(text, 1_000_000) / 1_000_000)  # fmt: skip
         self._runner: web.AppRunner | None = None
@@ -240,18 +244,14 @@ class MockTeacher:
         }
         if body.get("logprobs"):
             choice["logprobs"] = self._logprobs(prompt, int(body.get("top_logprobs") or 2))
-        return {
-            "id": "chatcmpl-mock",
-            "object": "chat.completion",
-            "created": 0,
-            "model": str(body.get("model", "mock-teacher")),
-            "choices": [choice],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
+        usage: dict[str, Any] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                                 "total_tokens": prompt_tokens + completion_tokens}  # fmt: skip
+        if self.prefix_cache is not None:
+            cached = min(prompt_tokens, self.prefix_cache.cached(messages))
+            self.prefix_cache.report(usage, cached)
+            self.stats.cached_prompt_tokens += cached
+        return {"id": "chatcmpl-mock", "object": "chat.completion", "created": 0,
+                "model": str(body.get("model", "mock-teacher")), "choices": [choice], "usage": usage}  # fmt: skip
 
     async def _sleep_until(self, deadline: float) -> None:
         """Sleep until `deadline` (time.monotonic), aiming early by how late timers have been firing.

@@ -21,7 +21,7 @@ from labelmill._exceptions import InputError, UsageError
 from labelmill.cache import ResponseStore, make_entry, request_key
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.batch._state import read_bodies
-from labelmill.engine.money import Prices, Spending
+from labelmill.engine.money import Prices, Spending, cached_prompt_tokens
 from labelmill.engine.run import Request, Requests, Resolver, selection_for
 from labelmill.engine.tasks import iter_rows
 
@@ -95,7 +95,8 @@ def import_results(results: Path, cache_dir: Path, prices: Prices | None) -> dic
                 counts["mismatched"] += 1  # the request on file does not hash to this answer's key
                 continue
             usage = response["body"].get("usage") or {}
-            cost = prices.cost(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)) if prices else None
+            cost = prices.cost(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                               cached_prompt_tokens(usage)) if prices else None  # fmt: skip
             entries.append(make_entry(body, tag, response["body"], cost))
     with ResponseStore(cache_dir) as store:
         store.put_many(entries)

@@ -61,7 +61,7 @@ def refused_whole(summary: dict[str, Any], failures: dict[str, list[str]]) -> No
                          f"failure rows are in {FAILURES}")  # fmt: skip
 
 
-def add_batch_spend(result: RunResult, spent: float, budget: float | None) -> RunResult:
+def add_batch_spend(result: RunResult, spent: float, budget: float | None, cache_saved: float) -> RunResult:
     """What the batches cost goes into the final pass's money (that pass bought only online)."""
     assert result.money is not None, "a finished pass has its money"
-    return result.with_money(result.money.with_batches(spent, budget))
+    return result.with_money(result.money.with_batches(spent, budget, cache_saved))

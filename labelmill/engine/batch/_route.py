@@ -37,7 +37,7 @@ from labelmill.engine.batch._errors import line_error, missing_line
 from labelmill.engine.batch._files import missing_requests, request_line
 from labelmill.engine.batch._final import Leftovers, add_batch_spend, plan_at_batch_prices, refused_whole
 from labelmill.engine.batch._state import FINISHED, BatchRecord, BatchState, Meta, progress_line
-from labelmill.engine.money import Ledger, Prices, token_upper_bound
+from labelmill.engine.money import Ledger, Prices, cached_prompt_tokens, token_upper_bound
 from labelmill.engine.run import LiveLine, RunResult, RunStatus, SenderFactory, run_once
 from labelmill.engine.tasks import VARIANT_RATIONALE
 from labelmill.engine.teacher import BatchAPI
@@ -80,7 +80,7 @@ async def annotate_by_batch(config: AnnotateConfig, interrupt: asyncio.Event | N
     result.summary["route"] = config.route
     result.summary["batches"] = state.summary()
     result.summary["seconds"] = round(time.monotonic() - started, 3)  # the batches' wait included
-    return add_batch_spend(result, route.spent, config.budget)
+    return add_batch_spend(result, route.spent, config.budget, route.cache_saved)
 
 
 @dataclass(slots=True)
@@ -109,6 +109,7 @@ class BatchRoute:
         # run left in flight are held from the state on disk.
         self.ledger = Ledger(settings.budget if settings.budget is not None else math.inf)
         self._held = {b.name: self.ledger.hold(b.reserved_usd) for b in state.live()}
+        self.cache_saved = 0.0  # what cached prompt prefixes took off the batch price
         self.max_lines = settings.max_requests  # halved when a server refuses a batch's size
         self.token = secrets.token_hex(4)
         self._numbers = itertools.count(len(state.batches))
@@ -346,11 +347,14 @@ class BatchRoute:
             body = response["body"]
             usage = body.get("usage") or {}
             prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            paid = self.prices.cost(prompt, completion) if self.prices is not None and usage else meta.worst_usd
+            cached = cached_prompt_tokens(usage)
+            paid = self.prices.cost(prompt, completion, cached) if self.prices is not None and usage else meta.worst_usd
+            if self.prices is not None and usage:
+                self.cache_saved += self.prices.cost(prompt, completion) - paid
             record.spent_usd += paid
             # The store holds the answer's list price, as an online answer's: records do not say
             # which route bought them (the manifest and the summary do).
-            listed = self.settings.prices.cost(prompt, completion) if self.settings.prices is not None else None
+            listed = self.settings.prices.cost(prompt, completion, cached) if self.settings.prices is not None else None
             entries.append(make_entry(bodies[key], meta.tag, body, listed))
             answered.add(key)
         self.store.put_many(entries)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,14 +20,37 @@ class Prices:
     input_per_m: float
     output_per_m: float
     batch_discount: float = DEFAULT_BATCH_DISCOUNT
+    cached_input_per_m: float | None = None  # a cached prompt prefix; None: billed as any input
 
-    def cost(self, prompt_tokens: int | float, completion_tokens: int | float) -> float:
-        return (prompt_tokens * self.input_per_m + completion_tokens * self.output_per_m) / 1e6
+    def cost(self, prompt_tokens: int | float, completion_tokens: int | float, cached_tokens: int | float = 0) -> float:
+        """Dollars for a request; `cached_tokens` of the prompt at the cached rate."""
+        cached = min(cached_tokens, prompt_tokens) if self.cached_input_per_m is not None else 0
+        cached_rate = self.cached_input_per_m or 0.0
+        return ((prompt_tokens - cached) * self.input_per_m + cached * cached_rate
+                + completion_tokens * self.output_per_m) / 1e6  # fmt: skip
 
     def batch(self) -> Prices:
-        """What the Batch API charges."""
+        """What the Batch API charges (its discount applies to cached input too: an assumption,
+        as providers do not all say)."""
         d = self.batch_discount
-        return Prices(self.input_per_m * d, self.output_per_m * d, 1.0)
+        cached = None if self.cached_input_per_m is None else self.cached_input_per_m * d
+        return Prices(self.input_per_m * d, self.output_per_m * d, 1.0, cached)
+
+
+# Where servers report the cached part of a prompt: OpenAI (and Azure, vLLM), Anthropic as
+# LiteLLM passes it on, DeepSeek.
+CACHED_FIELDS = (("prompt_tokens_details", "cached_tokens"), ("cache_read_input_tokens",), ("prompt_cache_hit_tokens",))
+
+
+def cached_prompt_tokens(usage: Mapping[str, Any]) -> int:
+    """The prompt tokens a server billed as cached, under any name it uses (0 when none)."""
+    for path in CACHED_FIELDS:
+        value: Any = usage
+        for name in path:
+            value = value.get(name) if isinstance(value, Mapping) else None
+        if isinstance(value, int | float) and value > 0:
+            return int(value)
+    return 0
 
 
 def price_table() -> dict[str, Any]:
@@ -42,9 +66,10 @@ def resolve_prices(
     price_out: float | None,
     prices_file: str | Path | None = None,
     batch_discount: float | None = None,
+    price_cached_in: float | None = None,
 ) -> Prices | None:
     """Flags win, then a TOML override file (`[models."name"] input = .. output = ..`, and
-    optionally `batch_discount = ..`), then the table."""
+    optionally `cached_input = ..` and `batch_discount = ..`), then the table."""
     models: dict[str, Any] = dict(price_table()["models"])
     if prices_file is not None:
         try:
@@ -65,7 +90,12 @@ def resolve_prices(
         batch_discount = float((listed or {}).get("batch_discount", DEFAULT_BATCH_DISCOUNT))
     if not 0 < batch_discount <= 1:
         raise UsageError(f"a batch discount is a price factor in (0, 1], not {batch_discount}")
-    return Prices(float(price_in), float(price_out), batch_discount)
+    # A cached rate from the table only goes with the table's input rate (a flag's input price with
+    # the table's cached one could mix two price lists); without one, cached input is billed in full.
+    cached = price_cached_in
+    if cached is None and "input" in (listed or {}) and float((listed or {})["input"]) == float(price_in):
+        cached = (listed or {}).get("cached_input")
+    return Prices(float(price_in), float(price_out), batch_discount, None if cached is None else float(cached))
 
 
 def token_upper_bound(body: dict[str, Any]) -> int:

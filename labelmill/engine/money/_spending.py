@@ -65,6 +65,7 @@ class Spending:
         self.planner: Planner | None = None
         self.plan = plan
         self.paid = 0.0
+        self.cache_saved = 0.0  # dollars cached prompt prefixes took off the full price
         self.outstanding = {"label": 0, "rationale": 0}  # decided requests not yet answered
         self.worst_label = 0.0  # the largest worst case of a label-only request seen
         self.per_variant = {"label": [0, 0.0], "rationale": [0, 0.0]}  # requests, dollars
@@ -122,10 +123,17 @@ class Spending:
         return reservation
 
     def answered(
-        self, reservation: Reservation | None, cost: float | None, rationale: bool, commitment: Commitment | None
+        self,
+        reservation: Reservation | None,
+        cost: float | None,
+        rationale: bool,
+        commitment: Commitment | None,
+        cache_saved: float = 0.0,
     ) -> float:
-        """Settle an answered request; returns the dollars it counts as (unknown usage: its worst case)."""
+        """Settle an answered request; returns the dollars it counts as (unknown usage: its worst
+        case). `cache_saved`: what its cached prompt prefix took off the full price."""
         self.uncommit(commitment)  # its cost is in `spent` from now on: count it once
+        self.cache_saved += cache_saved
         spent = cost or 0.0
         if reservation is not None and self.ledger is not None:
             spent = self.ledger.settle(reservation, cost)
@@ -149,7 +157,11 @@ class Spending:
     def money(self, examples: int) -> Money:
         """What this run paid, over `examples` examples."""
         variants = {name: VariantSpend(int(n), d) for name, (n, d) in self.per_variant.items()}
-        if self.ledger is None:
-            return Money(self.paid, examples, variants)
-        return Money(self.paid, examples, variants, budget=self.ledger.budget, spent=self.ledger.spent,
-                     reserved_peak=self.ledger.reserved_peak)  # fmt: skip
+        money = Money(self.paid, examples, variants, cache_saved=self.cache_saved)
+        if self.ledger is not None:
+            money.budget, money.spent, money.reserved_peak = (
+                self.ledger.budget,
+                self.ledger.spent,
+                self.ledger.reserved_peak,
+            )
+        return money

@@ -30,6 +30,7 @@ class Money:
     spent: float | None = None  # settled against the budget (None: no budget and no batches)
     reserved_peak: float | None = None
     paid_batch: float | None = None  # of `paid`, what batches cost (the batch route only)
+    cache_saved: float = 0.0  # what cached prompt prefixes took off the full price
     unknown_because: str | None = None  # set: some price is unknown, so `paid` is not reported
     budget_exhausted: int = 0  # rows left unannotated because the budget ran out...
     more_needed_usd: float | None = None  # ...and about what they would have cost (None: unknown)
@@ -40,11 +41,12 @@ class Money:
             return None
         return self.paid / self.examples
 
-    def with_batches(self, spent: float, budget: float | None) -> Money:
+    def with_batches(self, spent: float, budget: float | None, cache_saved: float = 0.0) -> Money:
         """The money of the batch route's final pass (run on what the batches left of `budget`)
-        plus what its batches cost."""
+        plus what its batches cost (and what cached prefixes saved them)."""
         return replace(self, paid=self.paid + spent, paid_batch=(self.paid_batch or 0.0) + spent,
-                       spent=(self.spent or 0.0) + spent, budget=budget)  # fmt: skip
+                       spent=(self.spent or 0.0) + spent, budget=budget,
+                       cache_saved=self.cache_saved + cache_saved)  # fmt: skip
 
     def then(self, second: Money) -> Money:
         """Two passes over one corpus (the second's examples are the run's), against one budget."""
@@ -59,6 +61,7 @@ class Money:
             paid_batch=None if self.paid_batch is None and second.paid_batch is None
             else (self.paid_batch or 0.0) + (second.paid_batch or 0.0),
             unknown_because=self.unknown_because or second.unknown_because,
+            cache_saved=self.cache_saved + second.cache_saved,
             budget_exhausted=self.budget_exhausted + second.budget_exhausted,
             more_needed_usd=None if self.more_needed_usd is None and second.more_needed_usd is None
             else (self.more_needed_usd or 0.0) + (second.more_needed_usd or 0.0),
@@ -70,6 +73,7 @@ class Money:
             "paid": None if self.unknown_because is not None else round(self.paid, 8),
             "dollars_per_example": None if per_example is None else round(per_example, 10),
             "per_variant": {name: spend.to_dict() for name, spend in self.per_variant.items()},
+            "cache_saved_usd": round(self.cache_saved, 8),
         }
         if self.budget is not None:
             out.update(budget=self.budget, reserved_peak=round(self.reserved_peak or 0.0, 8))

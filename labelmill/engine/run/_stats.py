@@ -59,7 +59,11 @@ class RunStats:
             "rate_limited_429": self.teacher.rate_limited,
             "server_errors": self.teacher.server_errors,
             "rationale_rate": round(self.rationales / self.records, 4) if self.records else 0.0,
-            "tokens": {"prompt": self.teacher.prompt_tokens, "completion": self.teacher.completion_tokens},
+            "tokens": {
+                "prompt": self.teacher.prompt_tokens,
+                "completion": self.teacher.completion_tokens,
+                "cached_prompt": self.teacher.cached_prompt_tokens,
+            },
             "record_tokens": {
                 "prompt": self.record_prompt_tokens,
                 "completion": self.record_completion_tokens,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from labelmill._exceptions import RequestRejected, RetryableError, TeacherStatusError
-from labelmill.engine.money import Commitment, Reservation, Spending, token_upper_bound
+from labelmill.engine.money import Commitment, Reservation, Spending, cached_prompt_tokens, token_upper_bound
 from labelmill.engine.tasks import VARIANT_LABEL, VARIANT_RATIONALE
 from labelmill.engine.teacher._client import BeforeSend, Reply
 from labelmill.engine.teacher._guards import AdaptiveConcurrency, CircuitBreaker
@@ -46,6 +46,7 @@ class TeacherCounters:
     rate_limited: int = 0  # 429 answers
     server_errors: int = 0
     prompt_tokens: int = 0  # paid, from `usage`
+    cached_prompt_tokens: int = 0  # of prompt_tokens, what the server billed as a cached prefix
     completion_tokens: int = 0
     limit_tokens: int = 0  # answered requests as a TPM limit counts them: prompt tokens + max_tokens
     # The limits in force and the rates achieved, given the run's seconds (None: no limits to report)
@@ -111,9 +112,14 @@ class PricedTeacher:
             reply, reservation = await self._attempt(body, request, worst_case)
             usage = reply.body.get("usage") or {}
             prompt, completion = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            cost = self.spending.prices.cost(prompt, completion) if self.spending.prices and usage else None
-            settled.append(self.spending.answered(reservation, cost, rationale, commitment))
+            cached, prices = cached_prompt_tokens(usage), self.spending.prices
+            # Spend settles on what the server says it billed, a cached prefix at its rate; the
+            # reservation was the uncached worst case, so the budget holds either way.
+            cost = prices.cost(prompt, completion, cached) if prices and usage else None
+            saved = prices.cost(prompt, completion) - cost if prices and cost is not None else 0.0
+            settled.append(self.spending.answered(reservation, cost, rationale, commitment, saved))
             self.counters.prompt_tokens += prompt
+            self.counters.cached_prompt_tokens += cached
             self.counters.completion_tokens += completion
             counted = prompt + max_tokens if prompt else self.pacing.tokens(request.variant, request.base, max_tokens)
             self.counters.limit_tokens += counted
