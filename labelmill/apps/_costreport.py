@@ -19,7 +19,7 @@ def sweep(estimate: Estimate) -> list[dict[str, Any]]:
     rows = []
     for rate in SWEEP:
         row: dict[str, Any] = {"rationale_rate": rate}
-        for field in ("prompt_tokens", "completion_tokens", "dollars"):
+        for field in ("prompt_tokens", "completion_tokens", "dollars", "dollars_cached"):
             low, high = label[field], rationale[field]
             row[field] = None if low is None or high is None else round(low * (1 - rate) + high * rate, 6)
         rows.append(row)
@@ -35,7 +35,9 @@ def routes(estimate: Estimate, budget_per_1k: float | None) -> dict[str, Any] | 
         return None
     discount = prices.batch_discount
     rows = [{"rationale_rate": row["rationale_rate"], "online_dollars": row["dollars"],
-             "batch_dollars": round(row["dollars"] * discount, 6)} for row in sweep(estimate)]  # fmt: skip
+             "batch_dollars": round(row["dollars"] * discount, 6), "online_dollars_cached": row["dollars_cached"],
+             "batch_dollars_cached": round(row["dollars_cached"] * discount, 6)}
+            for row in sweep(estimate)]  # fmt: skip
     if budget_per_1k is None:  # a budget that buys a third of the rationales online
         budget_per_1k = round(label["dollars"] + 0.33 * (rationale["dollars"] - label["dollars"]), 6)
     bought = {}
@@ -43,6 +45,21 @@ def routes(estimate: Estimate, budget_per_1k: float | None) -> dict[str, Any] | 
         planner = Planner(label["dollars"] * factor / 1000, rationale["dollars"] * factor / 1000)
         bought[route] = round(planner.rate(budget_per_1k, 1000), 4)
     return {"batch_discount": discount, "sweep": rows, "budget_per_1000": budget_per_1k, "rate_bought": bought}
+
+
+def zero_vs_few(per_1k: dict[str, Any], discount: float) -> dict[str, Any] | None:
+    """Zero-shot against few-shot label+rationale, dollars per 1,000 examples: without and with a
+    warm prefix cache, online and in batches (the batch discount applied to cached input too)."""
+    zero, few = per_1k[VARIANT_RATIONALE], per_1k[FEW_SHOT]
+    if zero["dollars"] is None or few["dollars"] is None:
+        return None
+    out: dict[str, Any] = {}
+    for route, factor in (("online", 1.0), ("batch", discount)):
+        for cache, field in (("no_cache", "dollars"), ("warm_cache", "dollars_cached")):
+            z, f = zero[field] * factor, few[field] * factor
+            out[f"{route}_{cache}"] = {"zero_shot": round(z, 6), "few_shot": round(f, 6),
+                                       "cheaper": "zero-shot" if z <= f else "few-shot"}  # fmt: skip
+    return out
 
 
 def write_report(estimate: Estimate, out_dir: Path, model: str, shots: int,
@@ -54,6 +71,9 @@ def write_report(estimate: Estimate, out_dir: Path, model: str, shots: int,
     if FEW_SHOT in per_1k:
         few, zero = per_1k[FEW_SHOT]["prompt_tokens"], per_1k[VARIANT_RATIONALE]["prompt_tokens"]
         data["zero_vs_few_shot_input_tokens_saved"] = round(1 - zero / few, 4) if few else None
+        data["zero_vs_few_shot_dollars"] = zero_vs_few(
+            per_1k, estimate.prices.batch_discount if estimate.prices else 1.0
+        )
     (out_dir / "report.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(_markdown(data), encoding="utf-8")
     _plot(data, out_dir / "cost.png")
@@ -71,16 +91,20 @@ def _markdown(data: dict[str, Any]) -> str:
         f"Prompt tokens: {data['token_counting']}. Completion tokens from: "
         + ", ".join(f"{k}: {v}" for k, v in data["completion_tokens_from"].items()) + ".",
         "",
-        "| prompt | input tokens / 1k ex. | output tokens / 1k ex. | dollars / 1k ex. |",
-        "|---|---:|---:|---:|",
+        "| prompt | input tokens / 1k ex. | of them cached (warm cache) | output tokens / 1k ex. | "
+        "dollars / 1k ex. | with the cache |",
+        "|---|---:|---:|---:|---:|---:|",
     ]  # fmt: skip
     for name, row in data["per_1000_examples"].items():
         label = f"{data['shots']}-shot label+rationale" if name == FEW_SHOT else f"zero-shot {name}"
-        lines.append(f"| {label} | {row['prompt_tokens']:,.0f} | {row['completion_tokens']:,.0f} | "
-                     f"{_money(row['dollars'])} |")  # fmt: skip
+        lines.append(f"| {label} | {row['prompt_tokens']:,.0f} | {row['cached_prompt_tokens']:,.0f} | "
+                     f"{row['completion_tokens']:,.0f} | {_money(row['dollars'])} | "
+                     f"{_money(row['dollars_cached'])} |")  # fmt: skip
     if data.get("zero_vs_few_shot_input_tokens_saved") is not None:
         lines += ["", f"Zero-shot uses {data['zero_vs_few_shot_input_tokens_saved']:.0%} fewer input tokens than "
                       f"{data['shots']}-shot prompts."]  # fmt: skip
+    if data.get("zero_vs_few_shot_dollars"):
+        lines += _zero_vs_few_markdown(data["zero_vs_few_shot_dollars"])
     lines += ["", "## Explanation rate sweep (zero-shot)", "", "| rationale rate | input tokens / 1k | "
               "output tokens / 1k | dollars / 1k |", "|---:|---:|---:|---:|"]  # fmt: skip
     for row in data["sweep_per_1000_examples"]:
@@ -89,6 +113,28 @@ def _markdown(data: dict[str, Any]) -> str:
     if data.get("routes"):
         lines += _routes_markdown(data["routes"])
     return "\n".join(lines) + "\n"
+
+
+SETTINGS = {
+    "online_no_cache": "online, no cache",
+    "online_warm_cache": "online, warm cache",
+    "batch_no_cache": "batch, no cache",
+    "batch_warm_cache": "batch, warm cache",
+}
+
+
+def _zero_vs_few_markdown(rows: dict[str, Any]) -> list[str]:
+    lines = ["", "| label+rationale, dollars / 1k ex. | zero-shot | few-shot | cheaper |", "|---|---:|---:|---|"]
+    for name, row in rows.items():
+        lines.append(
+            f"| {SETTINGS[name]} | {_money(row['zero_shot'])} | {_money(row['few_shot'])} | {row['cheaper']} |"
+        )
+    return [
+        *lines,
+        "",
+        "A warm cache bills a prompt's shared prefix (instruction and demonstrations, 1,024+ "
+        "tokens in steps of 128, as OpenAI counts it) at the cached rate; a shorter prefix is never cached.",
+    ]
 
 
 def _routes_markdown(routes: dict[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Task
 MESSAGE_OVERHEAD = 4  # tokens of framing per chat message, and 3 more to prime the reply
 FEW_SHOT = "few-shot label+rationale"
 STORE_SAMPLE = 5000  # stored entries read to learn completion lengths
+CACHE_MIN_TOKENS, CACHE_STEP = 1024, 128  # OpenAI's prompt cache: prefixes of 1,024+ tokens, in steps of 128
 
 
 def approx_tokens(text: str) -> int:
@@ -37,6 +38,10 @@ class VariantTotals:
     prompt_tokens: int = 0
     completion_tokens: float = 0.0
     dollars: float | None = None
+    cached_prompt_tokens: int = 0  # what a warm prefix cache would bill at the cached rate
+    dollars_cached: float | None = None  # the dollars with that cache
+    first_prompt: str | None = None  # the first request's prompt text...
+    shared_chars: int = 0  # ...and how much of it every later one shares
 
     def per_1k(self) -> dict[str, float | None]:
         n = max(1, self.requests)
@@ -44,7 +49,23 @@ class VariantTotals:
             "prompt_tokens": round(self.prompt_tokens / n * 1000, 1),
             "completion_tokens": round(self.completion_tokens / n * 1000, 1),
             "dollars": None if self.dollars is None else round(self.dollars / n * 1000, 6),
+            "cached_prompt_tokens": round(self.cached_prompt_tokens / n * 1000, 1),
+            "dollars_cached": None if self.dollars_cached is None else round(self.dollars_cached / n * 1000, 6),
         }
+
+    def add_prompt(self, text: str) -> None:
+        """Track the prefix every prompt of this variant shares (instruction, demonstrations)."""
+        if self.first_prompt is None:
+            self.first_prompt, self.shared_chars = text, len(text)
+            return
+        limit = min(self.shared_chars, len(text))
+        same = next((i for i in range(limit) if text[i] != self.first_prompt[i]), limit)
+        self.shared_chars = same
+
+    def cacheable_per_request(self) -> int:
+        """The shared prefix a cache would hit, in tokens, floored to the cache's steps."""
+        tokens = self.shared_chars // 4
+        return 0 if tokens < CACHE_MIN_TOKENS else tokens - tokens % CACHE_STEP
 
 
 @dataclass(slots=True)
@@ -61,6 +82,7 @@ class Estimate:
             "token_counting": "about 4 characters a token (no tokenizer downloaded)",
             "completion_tokens_from": self.completion_source,
             "prices_per_1m": None if self.prices is None else {"input": self.prices.input_per_m,
+                                                               "cached_input": self.prices.cached_input_per_m,
                                                                "output": self.prices.output_per_m},
             "totals": {name: {"requests": v.requests, "prompt_tokens": v.prompt_tokens,
                               "completion_tokens": round(v.completion_tokens), "dollars": v.dollars}
@@ -118,10 +140,17 @@ def estimate_corpus(
             messages = task.few_shot_messages(example, demos) if name == FEW_SHOT else task.messages(example, name)
             totals[name].requests += 1
             totals[name].prompt_tokens += prompt_tokens(messages)
+            totals[name].add_prompt("\n".join(m["content"] for m in messages))
             totals[name].completion_tokens += means[VARIANT_RATIONALE if name == FEW_SHOT else name]
+    for variant in totals.values():  # a warm cache: every request after the first hits the shared prefix
+        variant.cached_prompt_tokens = max(0, variant.requests - 1) * variant.cacheable_per_request()
+        variant.first_prompt = None
     if prices is not None:
         for variant in totals.values():
             variant.dollars = round(prices.cost(variant.prompt_tokens, variant.completion_tokens), 8)
+            variant.dollars_cached = round(
+                prices.cost(variant.prompt_tokens, variant.completion_tokens, variant.cached_prompt_tokens), 8
+            )
     result = Estimate(examples, totals, completion_source, prices)
     if budget is not None and prices is not None and examples:
         label, rationale = totals[VARIANT_LABEL], totals[VARIANT_RATIONALE]
