@@ -96,13 +96,16 @@ SERVER_MODELS = {
     "60 s sliding": ("--limit-model", "sliding"),
     "calendar minute": ("--limit-model", "fixed"),
     "no headers": ("--no-limit-headers",),
-    "sliding, other client 30%": ("--limit-model", "sliding", "--other-share", "0.3"),
-    "minute bucket, other client 30%": ("--limit-model", "minute-bucket", "--other-share", "0.3"),
-}
+    **{f"{name}, other client 30%": (*args, "--other-share", "0.3") for name, args in (
+        ("1 s bucket", ("--limit-model", "bucket")), ("minute bucket", ("--limit-model", "minute-bucket")),
+        ("60 s sliding", ("--limit-model", "sliding")), ("calendar minute", ("--limit-model", "fixed")))},
+}  # fmt: skip
+OTHER_SHARE = 0.3  # rows with another client report their share of what it leaves (1 - 0.3 of the limit)
 
 
 def matrix(repeat: int, scale: int, as_json: bool) -> None:
-    """Share of the limit and 429s of W3, W5, W6 on every server model."""
+    """Share of the limit (of what another client leaves, where there is one) and 429s of W3, W5, W6
+    on every server model; each the median of `repeat` runs."""
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="labelmill-bench-", dir=".") as tmp:
         for model, server_args in SERVER_MODELS.items():
@@ -118,15 +121,19 @@ def matrix(repeat: int, scale: int, as_json: bool) -> None:
                 workdir = Path(tmp) / f"{model}-{workload.name}".replace(" ", "_").replace(",", "").replace("%", "")
                 workdir.mkdir()
                 run = median_run(workload, workdir, repeat, "limit_share")
-                out.setdefault(model, {})[workload.name] = {k: run[k] for k in ("limit_share", "rate_limited_share",
-                                                                                "runs_limit_share")}  # fmt: skip
+                left = 1 - OTHER_SHARE if "--other-share" in server_args else 1.0
+                out.setdefault(model, {})[workload.name] = {
+                    "share_of_left": round(run["limit_share"] / left, 3),
+                    "runs_share_of_left": [round(share / left, 3) for share in run["runs_limit_share"]],
+                    "rate_limited_share": run["rate_limited_share"],
+                }
     if as_json:
         print(json.dumps(out, indent=2))
         return
     names = ["W3", "W5", "W6-TPM", "W6-RPM"]
     lines = ["| server model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     for model, runs in out.items():
-        cells = [f"{runs[n]['limit_share']} ({runs[n]['rate_limited_share']:.1%} 429s)" for n in names]
+        cells = [f"{runs[n]['share_of_left']} ({runs[n]['rate_limited_share']:.1%} 429s)" for n in names]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
 
