@@ -13,7 +13,7 @@
                 still missing becomes a failure row with the batch's reason; under `auto` it is
                 bought online.
 
-What is in flight lives in `OUT/batches.json` (`_batch_state.py`), so a killed run's rerun picks up
+What is in flight lives in `OUT/batches.json` (`_state.py`), so a killed run's rerun picks up
 polling and downloading where it stopped, and never uploads a key that is in a live batch.
 """
 

@@ -58,9 +58,15 @@ class VariantTotals:
         if self.first_prompt is None:
             self.first_prompt, self.shared_chars = text, len(text)
             return
-        limit = min(self.shared_chars, len(text))
-        same = next((i for i in range(limit) if text[i] != self.first_prompt[i]), limit)
-        self.shared_chars = same
+        first, shared = self.first_prompt, min(self.shared_chars, len(text))
+        if text[:shared] == first[:shared]:  # the usual case: one comparison in C
+            self.shared_chars = shared
+            return
+        low, high = 0, shared  # text[:low] is shared, text[:high] is not: halve by slice comparisons
+        while high - low > 1:
+            middle = (low + high) // 2
+            low, high = (middle, high) if text[:middle] == first[:middle] else (low, middle)
+        self.shared_chars = low
 
     def cacheable_per_request(self) -> int:
         """The shared prefix a cache would hit, in tokens, floored to the cache's steps."""

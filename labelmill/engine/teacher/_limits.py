@@ -88,10 +88,6 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
-def _limiter(per_minute: float, headroom: float = RATE_HEADROOM) -> RateLimiter:
-    return RateLimiter(per_minute / 60 * headroom)
-
-
 def _headroom(kind: str) -> float:
     return TOKEN_HEADROOM if kind == "tokens" else RATE_HEADROOM
 
@@ -205,13 +201,14 @@ class RateLimits:
     def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
         self.per_minute: dict[str, float | None] = {"requests": rpm or None, "tokens": tpm or None}
         self.source = {kind: "flag" if self.per_minute[kind] else "none" for kind in KINDS}
-        self._limiters = {kind: _limiter(n, _headroom(kind)) if n else None for kind, n in self.per_minute.items()}
+        self.throttle = _Throttle()
+        self._others = {kind: _Others() for kind in KINDS}
+        self._limiters = {kind: RateLimiter(self._per_second(kind)) if self.per_minute[kind] else None
+                          for kind in KINDS}  # fmt: skip
         self._sent = {kind: _Sent() for kind in KINDS}
         self._pause_until = 0.0
         self._token_turn = asyncio.Lock()  # FIFO: the token schedule is taken one request at a time
         self.generation = 0  # counts limits learned and pauses begun: a request that waited since obeys them
-        self.throttle = _Throttle()
-        self._others = {kind: _Others() for kind in KINDS}
         self._first_answer = asyncio.Event()
         self._first_sent = False
 
@@ -311,8 +308,8 @@ class RateLimits:
             current = self.per_minute[kind]
             if limit and (current is None or limit < current):
                 self.per_minute[kind], self.source[kind] = float(limit), "header"
-                self._limiters[kind] = RateLimiter(1.0)
-                self.generation, moved = self.generation + 1, True
+                self._limiters[kind] = RateLimiter(self._per_second(kind))
+                self.generation += 1
             remaining = _count(headers.get(f"x-ratelimit-remaining-{kind}"))
             if limit and remaining is not None and sent_at is not None and self._limiters[kind] is not None:
                 moved = self._read_remaining(kind, limit, remaining, sent_at, now) or moved
