@@ -45,8 +45,16 @@ async def test_a_few_shot_run_pays_what_the_cache_billed_and_keeps_to_the_budget
     tmp_path: Path, style: str, concurrency: int
 ) -> None:
     source = few_shot_corpus(tmp_path / "in.jsonl", 300)
-    settings: dict[str, Any] = {"source": str(source), "task": load_task("cqa"), "base_url": "", "progress": False, "prices": PRICES,
-                "rationale_rate": 1.0, "shots": 6, "concurrency": concurrency}  # fmt: skip
+    settings: dict[str, Any] = {
+        "source": str(source),
+        "task": load_task("cqa"),
+        "base_url": "",
+        "progress": False,
+        "prices": PRICES,
+        "rationale_rate": 1.0,
+        "shots": 6,
+        "concurrency": concurrency,
+    }
     async with MockTeacher(MockConfig(prompt_cache=style)) as mock:
         settings["base_url"] = mock.base_url
         full = await annotate(AnnotateConfig(**settings, out_dir=tmp_path / "full", cache_dir=tmp_path / "c1"))
