@@ -128,6 +128,25 @@ async def test_refused_lines_among_answered_ones_become_failure_rows_and_stop_no
     assert len(shard_bytes(tmp_path / "out").splitlines()) == 40
 
 
+async def test_rows_the_budget_left_unbought_keep_their_reason_beside_refused_ones(tmp_path: Path) -> None:
+    short = make_cqa(200, tmp_path / "short.jsonl").read_text()
+    long = {"question": "Pick the tool from the list. " + "Think about it carefully. " * 150,
+            "choices": ["rabbit", "screwdriver", "France", "violin", "lemon"], "answer": "screwdriver"}  # fmt: skip
+    source = tmp_path / "in.jsonl"  # the refused ones first, so the budget runs out on the short ones after them
+    source.write_text("".join(json.dumps({"id": f"long-{i}", **long}) + "\n" for i in range(8)) + short)
+    budget = 0.001  # about 130 of the 200 short ones at the batch price
+    async with MockTeacher(MockConfig(batch_latency_s=0.1, context_tokens=600)) as mock:
+        result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch", rationale_rate=0,
+                                           budget=budget))  # fmt: skip
+        assert server_dollars(mock, PRICES.batch()) <= budget
+    reasons = result.summary["failure_reasons"]
+    assert reasons["refused"] == 8 and reasons["budget_exhausted"] > 20
+    assert result.summary["records"] + reasons["budget_exhausted"] == 200
+    rows = [json.loads(line) for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
+    by_reason = {row["id"]: row["reason"] for row in rows}
+    assert {i for i, reason in by_reason.items() if reason == "refused"} == {f"long-{i}" for i in range(8)}
+
+
 async def test_spend_with_batches_in_flight_never_exceeds_the_budget(tmp_path: Path) -> None:
     source = make_cqa(120, tmp_path / "in.jsonl")
     async with MockTeacher(MockConfig(batch_latency_s=0.1)) as mock:
