@@ -113,12 +113,17 @@ async def test_a_batch_that_fails_validation_or_is_too_large_is_handled(tmp_path
     assert split.summary["batches"]["batches"] > 2  # refused whole, then resubmitted in halves
 
 
-async def test_refused_lines_among_answered_ones_become_failure_rows_and_stop_nothing(tmp_path: Path) -> None:
-    source = make_cqa(40, tmp_path / "in.jsonl")
+def over_long_rows(count: int) -> str:
+    """JSONL rows `long-0`.. the same length, past a 600-token context: refused with one same message."""
     long = {"question": "Pick the tool from the list. " + "Think about it carefully. " * 150,
             "choices": ["rabbit", "screwdriver", "France", "violin", "lemon"], "answer": "screwdriver"}  # fmt: skip
+    return "".join(json.dumps({"id": f"long-{i}", **long}) + "\n" for i in range(count))
+
+
+async def test_refused_lines_among_answered_ones_become_failure_rows_and_stop_nothing(tmp_path: Path) -> None:
+    source = make_cqa(40, tmp_path / "in.jsonl")
     with source.open("a") as more:  # eight the same length: refused with one same message, as a batch's 400s are
-        more.writelines(json.dumps({"id": f"long-{i}", **long}) + "\n" for i in range(8))
+        more.write(over_long_rows(8))
     async with MockTeacher(MockConfig(batch_latency_s=0.1, context_tokens=600)) as mock:
         result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch", rationale_rate=0))
     summary = result.summary
@@ -130,10 +135,8 @@ async def test_refused_lines_among_answered_ones_become_failure_rows_and_stop_no
 
 async def test_rows_the_budget_left_unbought_keep_their_reason_beside_refused_ones(tmp_path: Path) -> None:
     short = make_cqa(200, tmp_path / "short.jsonl").read_text()
-    long = {"question": "Pick the tool from the list. " + "Think about it carefully. " * 150,
-            "choices": ["rabbit", "screwdriver", "France", "violin", "lemon"], "answer": "screwdriver"}  # fmt: skip
     source = tmp_path / "in.jsonl"  # the refused ones first, so the budget runs out on the short ones after them
-    source.write_text("".join(json.dumps({"id": f"long-{i}", **long}) + "\n" for i in range(8)) + short)
+    source.write_text(over_long_rows(8) + short)
     budget = 0.001  # about 130 of the 200 short ones at the batch price
     async with MockTeacher(MockConfig(batch_latency_s=0.1, context_tokens=600)) as mock:
         result = await annotate(run_config(tmp_path, source, mock.base_url, "out", route="batch", rationale_rate=0,
