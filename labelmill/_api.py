@@ -32,6 +32,7 @@ from labelmill.engine import (
     resolve_prices,
 )
 from labelmill.engine import annotate as _annotate
+from labelmill.engine.tasks import OutputFormat
 
 DEFAULT_CACHE = ".labelmill-cache"
 Route = Literal["online", "batch", "auto"]
@@ -63,6 +64,7 @@ class AnnotateOptions(TypedDict, total=False):
     timeout: float
     attempts: int
     shots: int
+    output_format: OutputFormat | None
     progress: bool
     route: Route
     detach: bool
@@ -95,7 +97,8 @@ def annotate_config(
     tokenizer: str | Path | None = None, max_tokens: int | None = None, price_in: float | None = None,
     price_out: float | None = None, price_cached_in: float | None = None,
     prices: Prices | str | Path | None = None, limit: int | None = None, shard_size: int = 10_000,
-    timeout: float = 60.0, attempts: int = 6, shots: int = 0, progress: bool = False, route: Route = "online",
+    timeout: float = 60.0, attempts: int = 6, shots: int = 0, output_format: OutputFormat | None = None,
+    progress: bool = False, route: Route = "online",
     detach: bool = False, batch_discount: float | None = None, batch_poll_s: float = 60.0,
     batch_max_requests: int = 50_000, batch_max_mb: float = 200.0,
 ) -> AnnotateConfig:  # fmt: skip
@@ -119,7 +122,8 @@ def annotate_config(
         select=select, budget=budget, prices=resolved, seed=seed, concurrency=concurrency, rpm=rpm, tpm=tpm,
         tokenizer=None if tokenizer is None else str(tokenizer), max_tokens=max_tokens, limit=limit,
         shard_size=shard_size, timeout_s=timeout,
-        retry=RetryPolicy(attempts=attempts), shots=shots, progress=progress, route=route, detach=detach,
+        retry=RetryPolicy(attempts=attempts), shots=shots, output_format=output_format, progress=progress,
+        route=route, detach=detach,
         batch_poll_s=batch_poll_s, batch_max_requests=batch_max_requests,
         batch_max_bytes=int(batch_max_mb * 1024 * 1024),
     )  # fmt: skip
@@ -144,6 +148,7 @@ def replay_config(
         select="uncertainty" if rationale_rate is None and settings.get("selection") == "uncertainty" else "random",
         temperature=float(settings.get("temperature", 0.0)), shard_size=shard_size, limit=limit, replay=True,
         progress=progress, shots=int(settings.get("shots", 0)), replay_workers=workers,
+        output_format=_replayed_format(settings),
     )  # fmt: skip
 
 
@@ -208,6 +213,12 @@ def _run_sync(coroutine: Any) -> RunResult:
         return result
     coroutine.close()
     raise UsageError("an event loop is already running here (a notebook?): use `await labelmill.annotate_async(...)`")
+
+
+def _replayed_format(settings: dict[str, Any]) -> OutputFormat:
+    """How the replayed run asked: text if it says nothing (it predates the schema) or its server refused it."""
+    asked = settings.get("output_format")
+    return "text" if settings.get("schema_refused") or asked not in ("json_schema", "auto") else asked
 
 
 def _manifest_settings(out_dir: Path) -> dict[str, Any]:

@@ -6,6 +6,8 @@ dependencies are not ours; LABELMILL_LITELLM names another `litellm` executable.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -31,6 +33,16 @@ model_list:
       model: openai/teacher
       api_key: sk-unused
       mock_response: "The first choice fits the question best. So the answer is (a)."
+  - model_name: forwarded
+    litellm_params:
+      model: openai/mock-teacher
+      api_base: http://127.0.0.1:{forwarded}/v1
+      api_key: sk-unused
+  - model_name: refusing
+    litellm_params:
+      model: openai/mock-teacher
+      api_base: http://127.0.0.1:{refusing}/v1
+      api_key: sk-unused
 """
 
 
@@ -51,10 +63,18 @@ def free_port() -> int:
 def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The proxy's root URL, started for this module and stopped after it."""
     folder = tmp_path_factory.mktemp("litellm")
-    (folder / "config.yaml").write_text(CONFIG, encoding="utf-8")
+    # Two models that forward to mock teachers: one honours `response_format`, one refuses it.
+    forwarded, refusing = free_port(), free_port()
+    (folder / "config.yaml").write_text(CONFIG.format(forwarded=forwarded, refusing=refusing), encoding="utf-8")
     port = free_port()
     env = {**os.environ, "LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_TELEMETRY": "False", "NO_DOCS": "True"}
-    with open(folder / "proxy.log", "w") as log:
+    mocks = [subprocess.Popen([sys.executable, "-m", "labelmill", "mock-teacher", "--port", str(mock_port), *flags],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for mock_port, flags in ((forwarded, ()), (refusing, ("--response-format", "refuse")))]  # fmt: skip
+    with contextlib.ExitStack() as stack, open(folder / "proxy.log", "w") as log:
+        for mock in mocks:
+            stack.callback(mock.wait, 30)
+            stack.callback(mock.terminate)
         proc = subprocess.Popen(
             [litellm_executable(), "--config", str(folder / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=folder,
@@ -110,3 +130,18 @@ def test_an_unknown_model_is_a_usage_error_that_names_the_reason(proxy: str, tmp
     assert result.returncode == 2, result.stderr
     assert "Invalid model name" in result.stderr and "--model" in result.stderr
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(("model", "used"), [("forwarded", "json_schema"), ("refusing", "text")])
+def test_auto_output_format_through_litellm_whether_the_server_takes_the_schema_or_refuses_it(
+    proxy: str, tmp_path: Path, model: str, used: str
+) -> None:
+    result = annotate(tmp_path, 60, f"{proxy}/v1", "--model", model, "--rationale-rate", "0.5")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["records"] == 60 and summary["failures"] == 0
+    assert summary["output_format"]["used"] == used and (summary["output_format"]["schema_refusals"] > 0) == (
+        used == "text"
+    )
+    records = list(iter_records(tmp_path / "out"))
+    assert all(r.label in (r.choices or []) for r in records) and sum(r.rationale is not None for r in records) > 10

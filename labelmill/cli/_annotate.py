@@ -11,7 +11,15 @@ import click
 
 from labelmill._api import Select, annotate_config, replay_config
 from labelmill.cache import ResponseStore
-from labelmill.cli._base import cache_option, handle_errors, main, print_json, run_async, setup_logging
+from labelmill.cli._base import (
+    cache_option,
+    handle_errors,
+    main,
+    output_format_option,
+    print_json,
+    run_async,
+    setup_logging,
+)
 from labelmill.cli._runtime import EXIT_CODES, annotate_in_process
 from labelmill.engine import (
     DEFAULT_BASE_URL,
@@ -103,6 +111,7 @@ def batch() -> None:
 @click.option("--max-tokens", type=click.IntRange(1), default=None)
 @click.option("--limit", type=click.IntRange(0), default=None)
 @click.option("--shots", type=click.IntRange(0), default=0, show_default=True)
+@output_format_option
 @click.option("--json", "as_json", is_flag=True)
 @handle_errors
 def batch_export(source: str, task_spec: str, out_file: str, cache_dir: str, as_json: bool, **options: Any) -> None:
@@ -172,6 +181,7 @@ def batch_import(results: str, cache_dir: str, model: str, as_json: bool) -> Non
     show_default=True,
     help="Few-shot label+rationale prompts: demonstrations from INPUT's gold answers and rationales.",
 )
+@output_format_option
 @click.option("--route", type=click.Choice(["online", "batch", "auto"]), default="online", show_default=True,
               help="batch: the Batch API at its price (answers within 24 h); auto: batch, then online for "
                    "what the batches could not answer.")  # fmt: skip
@@ -196,7 +206,9 @@ def annotate(source: str, task_spec: str, out_dir: str, cache_dir: str, rate_tex
     prices = resolve_prices(options["model"], price_in, price_out, prices_file, options["batch_discount"],
                             price_cached_in)  # fmt: skip
     if estimate:
-        _print_estimate(source, load_task(task_spec), prices, cache_dir, options["limit"], budget, as_json)
+        task = load_task(task_spec)
+        structured = (options["output_format"] or task.output_format or "auto") != "text"
+        _print_estimate(source, task, prices, cache_dir, options["limit"], budget, as_json, structured)
         return
     config = annotate_config(
         source, task=task_spec, out=out_dir, cache=cache_dir, rationale_rate=rate_text, select=select,
@@ -237,11 +249,12 @@ def replay(source: str, task_spec: str, out_dir: str, cache_dir: str, from_dir: 
 
 
 def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: str, limit: int | None,
-                    budget: float | None, as_json: bool) -> None:  # fmt: skip
+                    budget: float | None, as_json: bool, structured: bool) -> None:  # fmt: skip
     """`annotate --estimate`: price the corpus; opens no socket."""
     store = ResponseStore(cache_dir) if Path(cache_dir).is_dir() else None
     try:
-        result = estimate_corpus(source, task, prices, store=store, limit=limit, budget=budget).to_dict()
+        result = estimate_corpus(source, task, prices, store=store, limit=limit, budget=budget,
+                                 structured=structured).to_dict()  # fmt: skip
     finally:
         if store is not None:
             store.close()
@@ -294,6 +307,11 @@ def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: s
               help="Report cached prompt prefixes of 1,024+ tokens, in this provider's usage field.")  # fmt: skip
 @click.option("--batch-lost-creates", type=int, default=0, show_default=True,
               help="The first N batch creates make the batch, then answer 504.")  # fmt: skip
+@click.option("--response-format", type=click.Choice(["honour", "refuse", "ignore"]), default="honour",
+              show_default=True, help="What a request's response_format gets: JSON that follows its schema, "
+              "a 400 that names it, or text anyway.")  # fmt: skip
+@click.option("--off-format-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="The share of text replies said off the expected format.")  # fmt: skip
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--context-tokens", type=int, default=16_384, show_default=True)

@@ -79,6 +79,13 @@ def main() -> None:
 cache_option = click.option(
     "--cache", "cache_dir", default=DEFAULT_CACHE, show_default=True, help="Response store directory."
 )
+output_format_option = click.option(
+    "--output-format",
+    type=click.Choice(["text", "json_schema", "auto"]),
+    default=None,
+    help="json_schema: a strict schema whose label is one of the task's options; auto (default, unless the "
+    "task says): the schema, and text once the server refuses it.",
+)
 
 
 def setup_logging(quiet: bool) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from labelmill._exceptions import UsageError
 from labelmill.cache import DEFAULT_SHARD_SIZE
 from labelmill.engine.money import Prices
+from labelmill.engine.tasks._schema import OUTPUT_FORMATS, OutputFormat
 from labelmill.engine.tasks._tasks import Task
 from labelmill.engine.teacher._retry import RetryPolicy
 
@@ -44,6 +45,7 @@ class AnnotateConfig:
     auto_rate: bool = False  # the planner picks the explanation rate that spends the budget
     select: str = "random"  # or "uncertainty": label all with logprobs, explain the least confident
     explain_ids: frozenset[str] | None = None  # uncertainty, second pass: the examples to explain
+    output_format: OutputFormat | None = None  # text|json_schema|auto; None: the task's, else auto
     shots: int = 0  # few-shot label+rationale prompts with this many demonstrations from the input
     limit: int | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
@@ -75,6 +77,8 @@ class AnnotateConfig:
             raise UsageError("--rationale-rate auto plans against a budget: give --budget USD")
         if self.route not in ("online", "batch", "auto"):
             raise UsageError(f"--route is online, batch or auto, not {self.route!r}")
+        if self.output_format is not None and self.output_format not in OUTPUT_FORMATS:
+            raise UsageError(f"--output-format is text, json_schema or auto, not {self.output_format!r}")
         if self.select == "uncertainty" and self.budget is None and not self.replay:
             raise UsageError("--select uncertainty spends what a budget leaves after labelling: give --budget USD")
 
@@ -82,6 +86,11 @@ class AnnotateConfig:
     def prefers_stored(self) -> bool:
         """Whether a stored answer of either variant is used (budget plans, uncertainty)."""
         return self.auto_rate or self.select == "uncertainty"
+
+    @property
+    def format_asked(self) -> OutputFormat:
+        """The output format asked for: the run's, else the task's, else auto."""
+        return self.output_format or self.task.output_format or "auto"
 
     @property
     def window(self) -> int:
@@ -104,6 +113,7 @@ class AnnotateConfig:
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "shots": self.shots,
+            "output_format": self.format_asked,
             "selection": "uncertainty" if self.select == "uncertainty" else "auto" if self.auto_rate else "fixed",
             "route": self.route,  # which API bought the answers: records do not say, the manifest does
         }

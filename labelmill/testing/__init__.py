@@ -4,12 +4,12 @@ mock teacher, generated corpora, and a harness that runs it and `labelmill` in p
 
 from labelmill.testing._bench import Workload, mock_process, run_labelmill, run_replay, run_workload
 from labelmill.testing._corpus import ALL_CATEGORIES, LORE, cqa_rows, make_cqa, write_jsonl
+from labelmill.testing._lore import believed_category
 from labelmill.testing._mock import (
     HELPFUL_PHRASES,
     MockConfig,
     MockStats,
     MockTeacher,
-    believed_category,
     load_answers,
     serve,
 )

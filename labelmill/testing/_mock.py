@@ -14,7 +14,6 @@ context.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import random
@@ -27,7 +26,9 @@ from typing import Any
 from aiohttp import web
 
 from labelmill.testing._batches import BatchFlags, MockBatches
-from labelmill.testing._corpus import ALL_CATEGORIES, LORE
+from labelmill.testing._corpus import ALL_CATEGORIES
+from labelmill.testing._formats import REFUSAL, off_format, schema_as_prompt, schema_problem, structured
+from labelmill.testing._lore import asks_lore, lore_answer, lore_rationale, stable_index
 from labelmill.testing._prefix_cache import PrefixCache
 from labelmill.testing._ratelimits import MESSAGE_TOKENS, ServerLimits, count_tokens
 
@@ -39,8 +40,6 @@ HELPFUL_PHRASES = ("Read every choice before answering.", "Think about what the 
                    "Prefer the most specific choice.")  # fmt: skip
 _FINAL_ANSWER = re.compile(r"(?:so the answer is|answer:)\s*(.+)", re.IGNORECASE)
 _CATEGORY_WORD = re.compile(r"\b(" + "|".join(map(re.escape, ALL_CATEGORIES)) + r")\b")  # one pass a question
-_LORE_CATEGORY = {item: category for category, items in LORE.items() for item in items}
-LORE_MISBELIEF_PERCENT = 10  # the share of the lore world's items whose category the teacher has wrong
 _QUESTION_LINE = re.compile(r"^\s*(?:Question|Text|Premise|Hypothesis):\s*(.*)$", re.MULTILINE)
 
 
@@ -72,6 +71,8 @@ class MockConfig:
     batch_enqueued_tokens: int | None = None  # a larger batch fails with token_limit_exceeded
     batch_lost_creates: int = 0  # the first N creates make the batch and answer 504
     prompt_cache: str | None = None  # report cached prefixes: "openai" or "anthropic" style (_prefix_cache.py)
+    response_format: str = "honour"  # or "refuse" (a 400) or "ignore" (text anyway): _formats.py
+    off_format_rate: float = 0.0  # the share of text replies said off the expected format
 
 
 def load_answers(path: str | Path) -> list[tuple[str, str]]:
@@ -96,6 +97,8 @@ class MockStats:
     cached_prompt_tokens: int = 0  # of prompt_tokens, the cached prefixes reported (with `prompt_cache`)
     completion_tokens: int = 0
     limit_tokens: int = 0  # prompt tokens + max_tokens of every request admitted: what a TPM limit counts
+    structured: int = 0  # answers given as JSON that follows the request's schema
+    off_format: int = 0  # text answers said off the expected format
 
 
 class MockTeacher:
@@ -112,7 +115,7 @@ class MockTeacher:
                            self.config.batch_enqueued_tokens, self.config.batch_lost_creates)  # fmt: skip
         self.prefix_cache = PrefixCache(config.prompt_cache) if config.prompt_cache else None
         self.batches = MockBatches(flags, self.refusal, self.completion, self.prompt_tokens,
-                                   lambda text: _stable_index(text, 1_000_000) / 1_000_000)  # fmt: skip
+                                   lambda text: stable_index(text, 1_000_000) / 1_000_000)  # fmt: skip
         self._runner: web.AppRunner | None = None
         self._timer_lateness_s = 0.0
         self.base_url = ""
@@ -198,8 +201,9 @@ class MockTeacher:
     # -- one answer, online or in a batch -------------------------------------------------------
     @staticmethod
     def prompt_tokens(body: dict[str, Any]) -> int:
-        messages = body["messages"]
-        return count_tokens("\n".join(str(m.get("content", "")) for m in messages)) + MESSAGE_TOKENS * len(messages)
+        messages, schema = body["messages"], body.get("response_format")
+        counted = count_tokens("\n".join(str(m.get("content", "")) for m in messages)) + MESSAGE_TOKENS * len(messages)
+        return counted + (count_tokens(schema_as_prompt(schema)) if isinstance(schema, dict) else 0)
 
     def refusal(self, body: Any) -> tuple[int, dict[str, Any]] | None:
         """(status, error body) for a request no server would answer, else None."""
@@ -214,6 +218,11 @@ class MockTeacher:
         if config.models is not None and body.get("model") not in config.models:
             self.stats.rejected += 1
             return 400, _error_body(f"Invalid model name passed in model={body.get('model')}.", "invalid_request_error")
+        schema = body.get("response_format")
+        problem = REFUSAL if config.response_format == "refuse" else schema_problem(schema)
+        if schema is not None and config.response_format != "ignore" and problem is not None:
+            self.stats.rejected += 1
+            return 400, _error_body(problem, "invalid_request_error", param="response_format")
         if prompt_tokens + max_tokens > config.context_tokens:
             self.stats.rejected += 1
             return 400, _error_body(
@@ -229,6 +238,7 @@ class MockTeacher:
         prompt = "\n".join(str(m.get("content", "")) for m in messages)
         prompt_tokens = self.prompt_tokens(body)
         content = self.propose(prompt, int(body.get("seed") or 0)) if OPTIMIZER_MARK in prompt else self.answer(prompt)
+        content = self._formatted(content, prompt, body.get("response_format"))
         words = content.split(" ")
         while count_tokens(content) > max_tokens and len(words) > 1:
             words = words[: max(1, len(words) * 3 // 4)]
@@ -252,6 +262,16 @@ class MockTeacher:
             self.stats.cached_prompt_tokens += cached
         return {"id": "chatcmpl-mock", "object": "chat.completion", "created": 0,
                 "model": str(body.get("model", "mock-teacher")), "choices": [choice], "usage": usage}  # fmt: skip
+
+    def _formatted(self, content: str, prompt: str, schema: Any) -> str:
+        """As JSON when the request's schema is honoured; else, now and then, off-format (`_formats.py`)."""
+        if isinstance(schema, dict) and schema.get("type") == "json_schema" and self.config.response_format == "honour":
+            self.stats.structured += 1
+            return structured(content, schema)
+        if stable_index("off|" + prompt, 10_000) < self.config.off_format_rate * 10_000:
+            self.stats.off_format += 1
+            return off_format(content, _options(prompt), stable_index("form|" + prompt, 2))
+        return content
 
     async def _sleep_until(self, deadline: float) -> None:
         """Sleep until `deadline` (time.monotonic), aiming early by how late timers have been firing.
@@ -295,15 +315,15 @@ class MockTeacher:
         options = _options(prompt)
         if not options:
             return "Answer: unknown"
-        pick = _lore_answer(question, options) if _asks_lore(question) else _known_answer(question, options)
-        if pick is None or _stable_index("wrong|" + question, 100) < self._wrong_percent(prompt):
-            pick = _stable_index(question + "|" + "|".join(o for _, o in options), len(options))
+        pick = lore_answer(question, options) if asks_lore(question) else _known_answer(question, options)
+        if pick is None or stable_index("wrong|" + question, 100) < self._wrong_percent(prompt):
+            pick = stable_index(question + "|" + "|".join(o for _, o in options), len(options))
         letter, text = options[pick]
         answer = f"({letter}) {text}" if letter else text
         if "Rationale:" not in prompt:
             return f"Answer: {answer}"
-        if _asks_lore(question):
-            return f"Rationale: {_lore_rationale(question, options, text)}\nAnswer: {answer}"
+        if asks_lore(question):
+            return f"Rationale: {lore_rationale(question, options, text)}\nAnswer: {answer}"
         return f"Rationale: {self._rationale(question, text)}\nAnswer: {answer}"
 
     def _wrong_percent(self, prompt: str) -> int:
@@ -318,7 +338,7 @@ class MockTeacher:
         base = max(shown, key=lambda s: float(s[1]))[0].strip() if shown else "Answer the question."
         missing = [p for p in HELPFUL_PHRASES if p not in base]
         pool = [*missing, "Please answer.", "Respond carefully."]
-        phrase = pool[_stable_index(f"{seed}|{base}", len(pool))]
+        phrase = pool[stable_index(f"{seed}|{base}", len(pool))]
         return f"<INS>{phrase} {base}</INS>"
 
     def _replayed(self, prompt: str) -> str | None:
@@ -348,7 +368,7 @@ class MockTeacher:
 
     def _logprobs(self, prompt: str, top: int) -> dict[str, Any]:
         options = _options(prompt) or [("", "unknown")]
-        margin = 0.1 + 3.0 * (_stable_index(prompt, 1000) / 1000)
+        margin = 0.1 + 3.0 * (stable_index(prompt, 1000) / 1000)
         tokens = [{"token": letter or text, "logprob": -margin * i} for i, (letter, text) in enumerate(options)]
         return {"content": [{"token": tokens[0]["token"], "logprob": 0.0, "top_logprobs": tokens[:top]}]}
 
@@ -372,46 +392,8 @@ def _known_answer(question: str, options: list[tuple[str, str]]) -> int | None:
     return next((i for i, (_, text) in enumerate(options) if text in members), None)
 
 
-def _asks_lore(question: str) -> bool:
-    asked = _CATEGORY_WORD.search(question)
-    return asked is not None and asked.group(1) in LORE
-
-
-def believed_category(item: str) -> str | None:
-    """The lore category the mock teacher believes `item` has: the true one, except for a fixed
-    tenth of the items, where it holds a wrong belief consistently (as a real teacher would)."""
-    true = _LORE_CATEGORY.get(item)
-    if true is None or _stable_index("belief|" + item, 100) >= LORE_MISBELIEF_PERCENT:
-        return true
-    others = [c for c in LORE if c != true]
-    return others[_stable_index("belief-of|" + item, len(others))]
-
-
-def _lore_answer(question: str, options: list[tuple[str, str]]) -> int | None:
-    """The choice the teacher believes is of the asked-for category (a guess among several or none)."""
-    asked = _CATEGORY_WORD.search(question)
-    fits = [i for i, (_, text) in enumerate(options) if asked and believed_category(text) == asked.group(1)]
-    if len(fits) == 1:
-        return fits[0]
-    pool = fits or list(range(len(options)))
-    return pool[_stable_index("guess|" + question, len(pool))]
-
-
-def _lore_rationale(question: str, options: list[tuple[str, str]], answer: str) -> str:
-    """What the label does not say: the category of every choice, as the teacher believes it."""
-    asked = _CATEGORY_WORD.search(question)
-    facts = [f"{text} is a {believed_category(text) or 'thing unknown'}" for _, text in options]
-    listed = ", ".join(facts[:-1]) + f" and {facts[-1]}" if len(facts) > 1 else facts[0]
-    category = asked.group(1) if asked else "thing"
-    return f"In the tales, {listed}. The question asks for a {category}, so the answer is {answer}."
-
-
-def _stable_index(text: str, n: int) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big") % n
-
-
-def _error_body(message: str, code: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": code, "code": code}}
+def _error_body(message: str, code: str, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": code, "param": param, "code": code}}
 
 
 def _error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> web.Response:

@@ -27,7 +27,14 @@ def plan_at_batch_prices(config: AnnotateConfig) -> AnnotateConfig:
         return config
     prices = config.prices.batch()
     with ResponseStore(config.cache_dir) as store:
-        estimate = estimate_corpus(config.source, config.task, prices, store=store, limit=config.limit)
+        estimate = estimate_corpus(
+            config.source,
+            config.task,
+            prices,
+            store=store,
+            limit=config.limit,
+            structured=config.format_asked != "text",
+        )
     label, rationale = estimate.variants[VARIANT_LABEL], estimate.variants[VARIANT_RATIONALE]
     per = [(v.dollars or 0.0) / max(1, v.requests) for v in (label, rationale)]
     rate = Planner(*per).rate(config.budget, max(1, estimate.examples))

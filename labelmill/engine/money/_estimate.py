@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labelmill.cache import ResponseStore
-from labelmill.engine.money._prices import Prices
+from labelmill.engine.money._prices import Prices, schema_prompt_bytes
 from labelmill.engine.money._spending import PRIOR_LABEL_COMPLETION, PRIOR_RATIONALE_COMPLETION, Planner
 from labelmill.engine.tasks._input import iter_rows
 from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Task
@@ -21,6 +21,7 @@ from labelmill.engine.tasks._tasks import VARIANT_LABEL, VARIANT_RATIONALE, Task
 MESSAGE_OVERHEAD = 4  # tokens of framing per chat message, and 3 more to prime the reply
 FEW_SHOT = "few-shot label+rationale"
 STORE_SAMPLE = 5000  # stored entries read to learn completion lengths
+JSON_FRAME_TOKENS = 10  # braces, keys and quotes of a structured answer, beyond its text
 CACHE_MIN_TOKENS, CACHE_STEP = 1024, 128  # OpenAI's prompt cache: prefixes of 1,024+ tokens, in steps of 128
 
 
@@ -98,9 +99,14 @@ class Estimate:
         }  # fmt: skip
 
 
-def completion_means(store: ResponseStore | None, task: Task) -> tuple[dict[str, float], dict[str, str]]:
-    """Mean completion tokens per variant: from stored answers to these prompts, else priors."""
-    means = {VARIANT_LABEL: float(PRIOR_LABEL_COMPLETION), VARIANT_RATIONALE: float(PRIOR_RATIONALE_COMPLETION)}
+def completion_means(
+    store: ResponseStore | None, task: Task, structured: bool = False
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Mean completion tokens per variant: from stored answers to these prompts, else priors (a
+    JSON answer's frame, `{"rationale": "...", "answer": "..."}`, added when the schema is asked for)."""
+    frame = JSON_FRAME_TOKENS if structured else 0
+    means = {VARIANT_LABEL: float(PRIOR_LABEL_COMPLETION + frame),
+             VARIANT_RATIONALE: float(PRIOR_RATIONALE_COMPLETION + frame)}  # fmt: skip
     source = {VARIANT_LABEL: "prior", VARIANT_RATIONALE: "prior"}
     if store is None:
         return means, source
@@ -127,9 +133,11 @@ def estimate_corpus(
     shots: int = 0,
     limit: int | None = None,
     budget: float | None = None,
+    structured: bool = False,
 ) -> Estimate:
-    """Price label-only, label+rationale (and, with `shots`, few-shot) prompts over the corpus."""
-    means, completion_source = completion_means(store, task)
+    """Price label-only, label+rationale (and, with `shots`, few-shot) prompts over the corpus;
+    `structured`: the answers are JSON that follows the task's schema."""
+    means, completion_source = completion_means(store, task, structured)
     names = [VARIANT_LABEL, VARIANT_RATIONALE] + ([FEW_SHOT] if shots else [])
     totals = {name: VariantTotals() for name in names}
     demos = task.demonstrations((r.data for r in itertools.islice(iter_rows(source), 10_000) if r.data), shots)
@@ -146,6 +154,9 @@ def estimate_corpus(
             messages = task.few_shot_messages(example, demos) if name == FEW_SHOT else task.messages(example, name)
             totals[name].requests += 1
             totals[name].prompt_tokens += prompt_tokens(messages)
+            if structured:  # the schema is prompt too
+                schema = task.response_format(VARIANT_RATIONALE if name == FEW_SHOT else name, example)
+                totals[name].prompt_tokens += schema_prompt_bytes(schema) // 4
             totals[name].add_prompt("\n".join(m["content"] for m in messages))
             totals[name].completion_tokens += means[VARIANT_RATIONALE if name == FEW_SHOT else name]
     for variant in totals.values():  # a warm cache: every request after the first hits the shared prefix

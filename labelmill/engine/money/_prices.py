@@ -103,7 +103,28 @@ def token_upper_bound(body: dict[str, Any]) -> int:
 
     This is the bound money reserves against: it can never be exceeded, whatever the tokenizer."""
     prompt = sum(len(m["content"].encode("utf-8")) + 4 for m in body["messages"]) + 3
+    if "response_format" in body:
+        prompt += schema_prompt_bytes(body["response_format"])
     return prompt + int(body["max_tokens"])
+
+
+def schema_prompt_bytes(response_format: Any) -> int:
+    """The bound of what a schema adds to the prompt. OpenAI counts it as input, rendered into the
+    system prompt as a type (a line per property: its name, its type or its enum values), not as the
+    JSON sent; this bounds that rendering by its bytes, with 32 of framing (the type's name and
+    braces, the instruction around it) and 8 a property. An assumption about a rendering we cannot
+    see: the JSON's own bytes would double a label request's reservation."""
+    spec = response_format.get("json_schema") if isinstance(response_format, dict) else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    properties = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(spec, dict) or not isinstance(properties, dict):
+        return len(json.dumps(response_format, ensure_ascii=False).encode("utf-8"))
+    named = len(str(spec.get("name", "")).encode("utf-8")) + 32
+    for name, prop in properties.items():
+        values = prop.get("enum") if isinstance(prop, dict) else None
+        shown = " | ".join(json.dumps(v, ensure_ascii=False) for v in values) if values else json.dumps(prop)
+        named += len(name.encode("utf-8")) + len(shown.encode("utf-8")) + 8
+    return named
 
 
 def format_usd(*amounts: float) -> list[str]:

@@ -23,7 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from labelmill.cache import ResponseStore
+from labelmill.cache import ResponseStore, StoredResponse
 from labelmill.engine._config import AnnotateConfig
 from labelmill.engine.run._failures import Failure
 from labelmill.engine.run._requests import Done, Outcome, Request, Requests
@@ -79,6 +79,7 @@ class Resolver:
             out.items.append(options[0])
             out.rendered.append(Rendered(position, example.id, row.index, row.file, row.line))
         stored = self.store.get_many([r.key for options in options_at.values() for r in options])
+        self._look_up_text_twins(options_at, stored)
         for position, options in options_at.items():
             first = options[0]
             # Under a plan (or on replay) a stored answer of either variant will do; an example
@@ -99,6 +100,19 @@ class Resolver:
             elif len(options) > 1:  # the selection decides between them when it is sent
                 out.items[position] = replace(first, fallback=options[-1])
         return out
+
+    def _look_up_text_twins(self, options_at: dict[int, list[Request]], stored: dict[str, StoredResponse]) -> None:
+        """Under auto, an example none of whose schema requests is stored may have a text answer:
+        its requests become their text twins where the twin is stored (looked up for misses only)."""
+        if self.requests.output_format != "auto":
+            return
+        missed = {p: options for p, options in options_at.items() if not any(r.key in stored for r in options)}
+        twins = {p: [self.requests.text_twin(r) or r for r in options] for p, options in missed.items()}
+        found = self.store.get_many([t.key for options in twins.values() for t in options if t.key not in stored])
+        for position, options in twins.items():
+            if any(t.key in found for t in options):
+                options_at[position] = options
+                stored.update((t.key, found[t.key]) for t in options if t.key in found)
 
 
 # -- replay in worker processes ---------------------------------------------------------------

@@ -57,6 +57,7 @@ class Run:
         self.requests = Requests(config, self.selection)
         if sender is not None:
             self.stats.teacher = sender.counters
+        self.stats.output_format = self.requests.format_report
 
     async def execute(self) -> RunResult:
         config, started_at = self.config, time.time()
@@ -94,7 +95,7 @@ class Run:
             await _cancel_all(tasks)
             await workers.writer.aclose()
             if self.stop.reason is StopReason.REFUSED:
-                raise UsageError(f"{self.stop.message}; check --model and --base-url")
+                raise UsageError(self.stop.message)
             self.stats.dollars = self.spending.paid
             files.commit(self.manifest_extra(started_at), complete=self.stop.reason is not StopReason.INTERRUPTED)
         return build_result(self.stats, self.spending, self.stop, config.source, self._unpriced())
@@ -148,7 +149,7 @@ class Run:
         return {
             "task": self.config.task.name,
             "prompts": self.requests.tags,
-            "settings": self.config.request_settings(),
+            "settings": {**self.config.request_settings(), "schema_refused": self.requests.schema_refused},
             "run": {**self.stats.summary(), "money": money, "started_at": started_at, "finished_at": time.time()},
         }
 

@@ -31,6 +31,7 @@ class RunStats:
     dollars: float = 0.0  # paid in this run (None-priced responses add nothing)
     record_prompt_tokens: int = 0  # over every record written, cached or not
     record_completion_tokens: int = 0
+    output_format: Callable[[], dict[str, Any]] | None = None  # asked, used, schema refusals
     started: float = field(default_factory=time.monotonic)
     started_cpu: float = field(default_factory=time.process_time)
 
@@ -74,6 +75,7 @@ class RunStats:
             "examples_per_s": round(self.done / seconds, 1) if seconds > 0 else 0.0,
             # the RPM/TPM limits in force, where they came from, and the rates achieved against them
             "limits": self.teacher.limits(seconds) if self.teacher.limits is not None else None,
+            "output_format": self.output_format() if self.output_format is not None else None,
         }
 
     def line(self, show_dollars: bool, budget: float | None = None) -> str:

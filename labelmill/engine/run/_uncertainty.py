@@ -57,7 +57,9 @@ def _rationale_cost(config: AnnotateConfig, labelled: list[ShardRecord]) -> floa
     assert config.prices is not None
     prices = config.prices if config.route == "online" else config.prices.batch()
     with ResponseStore(config.cache_dir) as store:
-        estimate = estimate_corpus(config.source, config.task, prices, store=store, limit=500)
+        estimate = estimate_corpus(
+            config.source, config.task, prices, store=store, limit=500, structured=config.format_asked != "text"
+        )
     label, rationale = estimate.variants[VARIANT_LABEL], estimate.variants[VARIANT_RATIONALE]
     sample = [r.usage.prompt_tokens for r in labelled if r.index < 500]
     ratio = 1.0

@@ -77,6 +77,8 @@ class Workers:
 
     async def buy(self, item: Request, commitment: Commitment | None) -> Outcome | tuple[Request, StoredResponse]:
         assert self.sender is not None, "a replay sends nothing: its misses are not_cached rows"
+        if "response_format" in item.body and not self.requests.sends_schema:  # refused since it was made
+            return await self._in_text(item, commitment)
         try:
             entry = await self.sender.send(item, commitment)
         except NotBought as exc:
@@ -84,9 +86,15 @@ class Workers:
         except BudgetExhausted as exc:
             return await self._out_of_money(item, commitment, exc)
         except RequestRejected as exc:
+            if self.requests.refused_schema(item, exc.server_message):
+                if self.requests.sends_schema:  # asked for json_schema: every request would be refused
+                    self.stop.set(StopReason.REFUSED, f"the teacher refuses structured outputs ({exc.server_message})"
+                                  "; use --output-format auto or text")  # fmt: skip
+                    return self.requests.failure(item, "refused", exc.server_message)
+                return await self._in_text(item, commitment)
             if self.refusals.refused(exc.server_message):
-                self.stop.set(StopReason.REFUSED, f"{exc}: the teacher refused the first "
-                              f"{self.refusals.first} requests with this same answer")  # fmt: skip
+                self.stop.set(StopReason.REFUSED, f"{exc}: the teacher refused the first {self.refusals.first} "
+                              "requests with this same answer; check --model and --base-url")  # fmt: skip
             return self.requests.failure(item, "refused", exc.server_message)
         except RetryableError as exc:
             return self.requests.failure(item, "gave_up", f"after retrying: {exc}")
@@ -99,6 +107,12 @@ class Workers:
             raise self.fatal from None
         self.refusals.success()
         return item, entry
+
+    async def _in_text(self, item: Request, commitment: Commitment | None) -> Outcome | tuple[Request, StoredResponse]:
+        """The request again in text, after the server refused its schema (nothing was paid for it)."""
+        text = self.requests.make(item.row, item.example, item.variant, item.seq, text=True)
+        stored = self.store.get(text.key)  # bought in text by an earlier run
+        return (text, stored) if stored is not None else await self.buy(text, commitment)
 
     async def _out_of_money(
         self, item: Request, commitment: Commitment | None, exc: BudgetExhausted

@@ -6,6 +6,7 @@ Imports only `labelmill.cache` and the standard library: everything above builds
 from labelmill.engine.tasks._input import Row, check_input, count_rows, iter_jsonl_lines, iter_rows, jsonl_row
 from labelmill.engine.tasks._parse import Parsed, parse_response, resolve_label
 from labelmill.engine.tasks._records import build_record, confidence_of
+from labelmill.engine.tasks._schema import OUTPUT_FORMATS, OutputFormat, refuses_schema
 from labelmill.engine.tasks._tasks import (
     BUILTIN_TASKS,
     VARIANT_LABEL,
@@ -20,9 +21,11 @@ from labelmill.engine.tasks._tasks import (
 
 __all__ = [
     "BUILTIN_TASKS",
+    "OUTPUT_FORMATS",
     "VARIANT_LABEL",
     "VARIANT_RATIONALE",
     "Example",
+    "OutputFormat",
     "Parsed",
     "Prompt",
     "Row",
@@ -37,6 +40,7 @@ __all__ = [
     "load_task",
     "parse_response",
     "placeholders",
+    "refuses_schema",
     "resolve_label",
     "task_from_dict",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 
 from labelmill._exceptions import TaskError
 from labelmill.engine.tasks._parse import LETTERS, resolve_label
+from labelmill.engine.tasks._schema import OUTPUT_FORMATS, OutputFormat, letters, response_format
 
 VARIANT_RATIONALE = "label+rationale"
 VARIANT_LABEL = "label"
@@ -65,6 +66,7 @@ class Task:
     aliases: dict[str, str] = field(default_factory=dict)
     gold_field: str | None = None
     rationale_field: str | None = None  # a reference rationale in the input, for few-shot demonstrations
+    output_format: OutputFormat | None = None  # text, json_schema or auto; None: the run's (default auto)
 
     @property
     def multiple_choice(self) -> bool:
@@ -97,6 +99,11 @@ class Task:
         messages = [] if prompt.system is None else [{"role": "system", "content": prompt.system}]
         messages.append({"role": "user", "content": fill(prompt.template, example.fields)})
         return messages
+
+    def response_format(self, variant: str, example: Example) -> dict[str, Any]:
+        """The strict schema of a `json_schema` request (`_schema.py`): the label an enum of the options."""
+        options = letters(len(example.choices or ())) if self.multiple_choice else self.labels
+        return response_format(self.name, variant == VARIANT_RATIONALE, options)
 
     def few_shot_messages(self, example: Example, demos: list[tuple[Example, str]]) -> list[dict[str, str]]:
         """The label+rationale prompt with K worked demonstrations (student text, rationale, answer) first."""
@@ -287,6 +294,9 @@ def task_from_dict(data: Mapping[str, Any], default_name: str = "task") -> Task:
     choices_field = data.get("choices_field")
     if not labels and not choices_field:
         raise TaskError('a task needs `labels = [...]` or `choices_field = "..."`')
+    output_format = data.get("output_format")
+    if output_format is not None and output_format not in OUTPUT_FORMATS:
+        raise TaskError(f"output_format is one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
     text = data.get("text")
     if not isinstance(text, str):
         raise TaskError('missing `text`, the student input template (e.g. text = "{question}")')
@@ -300,4 +310,5 @@ def task_from_dict(data: Mapping[str, Any], default_name: str = "task") -> Task:
         aliases={str(k).lower(): str(v) for k, v in dict(data.get("aliases", {})).items()},
         gold_field=data.get("gold_field"),
         rationale_field=data.get("rationale_field"),
+        output_format=output_format,
     )
