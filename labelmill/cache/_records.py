@@ -45,6 +45,8 @@ class ShardRecord:
     usage: Usage
     cost_usd: float | None
     confidence: float | None = None
+    rationale_words: int | None = None  # the rationale's word count (None: no rationale)
+    rationale_agrees: bool | None = None  # its stated conclusion is the label (None: it states none)
 
     def to_json(self) -> str:
         """One line, keys in schema order, UTF-8 text kept as is."""
@@ -68,6 +70,8 @@ class ShardRecord:
             },
             "cost_usd": self.cost_usd,
             "confidence": self.confidence,
+            "rationale_words": self.rationale_words,
+            "rationale_agrees": self.rationale_agrees,
         }
 
     @classmethod
@@ -95,6 +99,8 @@ class ShardRecord:
             ),
             cost_usd=_optional_number(data, "cost_usd"),
             confidence=_optional_number(data, "confidence"),
+            rationale_words=_optional(data, "rationale_words", int),
+            rationale_agrees=_optional(data, "rationale_agrees", bool),
         )
 
 

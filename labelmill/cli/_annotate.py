@@ -312,6 +312,8 @@ def _print_estimate(source: str, task: Task, prices: Prices | None, cache_dir: s
               "a 400 that names it, or text anyway.")  # fmt: skip
 @click.option("--off-format-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="The share of text replies said off the expected format.")  # fmt: skip
+@click.option("--contradict-percent", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="How often a rationale concludes another choice than its answer.")  # fmt: skip
 @click.option("--error-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True)
 @click.option("--context-tokens", type=int, default=16_384, show_default=True)

@@ -51,6 +51,8 @@ def train_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--explanation-rate", type=click.FloatRange(0, 1), default=1.0, show_default=True,
               help="Keep rationales for this deterministic fraction of the records.")  # fmt: skip
 @click.option("--rationale-words", type=click.IntRange(1), default=None, help="Cut rationales to N words.")
+@click.option("--rationale-filter", type=click.Choice(["all", "consistent"]), default="all", show_default=True,
+              help="consistent: leave out rationales whose stated conclusion contradicts their label.")  # fmt: skip
 @train_options
 @click.option("--eval-split", type=click.Path(exists=True), default=None, help="Validation shards.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -101,6 +103,7 @@ def _ints(value: str, option: str) -> tuple[int, ...]:
 @click.option("--seeds", type=click.IntRange(1), default=3, show_default=True, help="Seeds per setting.")
 @click.option("--rationale-words", default="", help="Also train on rationales cut to these word counts, e.g. 10,20.")
 @click.option("--sizes", default="", help="Train each setting on the first N examples (by id hash), e.g. 100,300.")
+@click.option("--consistent", is_flag=True, help="Also rate 1 without rationales that contradict their label.")
 @click.option("--eval-split", type=click.Path(exists=True), default=None,
               help="Held-out test shards (default: a 20% slice of RUN by id, never trained on).")  # fmt: skip
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True)
@@ -109,8 +112,8 @@ def _ints(value: str, option: str) -> tuple[int, ...]:
 @click.option("--json", "as_json", is_flag=True, help='Print {"rows": [...]} on stdout.')
 @handle_errors
 def bench_distill(shards: str, out_dir: str, rates: str, seeds: int, rationale_words: str, sizes: str,
-                  eval_split: str | None, alpha: float, student: str, keep_models: bool, as_json: bool,
-                  **train: Any) -> None:  # fmt: skip
+                  consistent: bool, eval_split: str | None, alpha: float, student: str, keep_models: bool,
+                  as_json: bool, **train: Any) -> None:  # fmt: skip
     """Held-out accuracy against annotation dollars: several explanation rates, label-only, seeds."""
     from labelmill.trainer import SweepConfig, run_sweep
 
@@ -118,7 +121,7 @@ def bench_distill(shards: str, out_dir: str, rates: str, seeds: int, rationale_w
     words = _ints(rationale_words, "--rationale-words")
     config = SweepConfig(shards=shards, out_dir=out_dir, student=student, rates=_floats(rates), seeds=seeds,
                          rationale_words=words, eval_split=eval_split, alpha=alpha, train=train,
-                         keep_models=keep_models, sizes=_ints(sizes, "--sizes"))  # fmt: skip
+                         keep_models=keep_models, sizes=_ints(sizes, "--sizes"), consistent=consistent)  # fmt: skip
     report = run_sweep(config)
     if as_json:
         print_json({"rows": report["rows"]})

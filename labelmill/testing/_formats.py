@@ -21,7 +21,8 @@ from typing import Any
 
 RESPONSE_FORMAT_MODES = ("honour", "refuse", "ignore")
 REFUSAL = "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model."
-_ANSWER_LINE = re.compile(r"(?:^|\n)\s*Answer:\s*(.*)$|so the answer is\s*:?\s*(.*)$", re.IGNORECASE | re.DOTALL)
+_ANSWER_LINE = re.compile(r"^\s*Answer:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
+_SO_ANSWER = re.compile(r"so the answer is\s*:?\s*([^\n]*)", re.IGNORECASE)
 _RATIONALE_LINE = re.compile(r"^\s*Rationale:\s*(.*)$", re.MULTILINE)
 _LETTER = re.compile(r"^\(?([a-z])\)")
 
@@ -81,8 +82,8 @@ def off_format(content: str, options: list[tuple[str, str]], form: int) -> str:
 
 
 def _answer_and_rationale(content: str) -> tuple[str, str | None]:
-    answer_match = _ANSWER_LINE.search(content)
-    answer = (answer_match.group(1) or answer_match.group(2) or "").strip() if answer_match else content.strip()
+    answer_match = _ANSWER_LINE.search(content) or _SO_ANSWER.search(content)
+    answer = answer_match.group(1).strip() if answer_match else content.strip()
     rationale_match = _RATIONALE_LINE.search(content)
     if rationale_match:
         return answer, rationale_match.group(1).strip()

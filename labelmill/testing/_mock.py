@@ -40,6 +40,7 @@ HELPFUL_PHRASES = ("Read every choice before answering.", "Think about what the 
                    "Prefer the most specific choice.")  # fmt: skip
 _FINAL_ANSWER = re.compile(r"(?:so the answer is|answer:)\s*(.+)", re.IGNORECASE)
 _CATEGORY_WORD = re.compile(r"\b(" + "|".join(map(re.escape, ALL_CATEGORIES)) + r")\b")  # one pass a question
+_ASKED_WORDS = re.compile(r"Write the rationale in (\d+) to (\d+) words")
 _QUESTION_LINE = re.compile(r"^\s*(?:Question|Text|Premise|Hypothesis):\s*(.*)$", re.MULTILINE)
 
 
@@ -73,6 +74,7 @@ class MockConfig:
     prompt_cache: str | None = None  # report cached prefixes: "openai" or "anthropic" style (_prefix_cache.py)
     response_format: str = "honour"  # or "refuse" (a 400) or "ignore" (text anyway): _formats.py
     off_format_rate: float = 0.0  # the share of text replies said off the expected format
+    contradict_percent: int = 0  # how often a rationale concludes another choice than its answer
 
 
 def load_answers(path: str | Path) -> list[tuple[str, str]]:
@@ -322,9 +324,13 @@ class MockTeacher:
         answer = f"({letter}) {text}" if letter else text
         if "Rationale:" not in prompt:
             return f"Answer: {answer}"
-        if asks_lore(question):
-            return f"Rationale: {lore_rationale(question, options, text)}\nAnswer: {answer}"
-        return f"Rationale: {self._rationale(question, text)}\nAnswer: {answer}"
+        asked = _ASKED_WORDS.search(prompt)  # a task's `rationale_words`: the middle of the range asked for
+        length = (int(asked.group(1)) + int(asked.group(2))) // 2 if asked else self.config.rationale_words
+        lore = asks_lore(question)
+        why = lore_rationale(question, options, text) if lore else self._rationale(question, text, length)
+        if stable_index("contradict|" + question, 100) < self.config.contradict_percent:  # a rationale that argues
+            why += f" {options[(pick + 1) % len(options)][1]} is the best fit."  # for another choice than its answer
+        return f"Rationale: {why}\nAnswer: {answer}"
 
     def _wrong_percent(self, prompt: str) -> int:
         """As a scorer, the mock is right more often when the instruction has more of the phrases
@@ -353,7 +359,7 @@ class MockTeacher:
                     return self._answers_by_line[candidate]
         return next((content for contains, content in self.config.answers if contains in prompt), None)
 
-    def _rationale(self, question: str, answer: str) -> str:
+    def _rationale(self, question: str, answer: str, length: int | None = None) -> str:
         words = re.findall(r"[A-Za-z']+", question) or ["it"]
         category = next((c for c, members in ALL_CATEGORIES.items() if answer in members), None)
         asked_word = _CATEGORY_WORD.search(question)
@@ -363,8 +369,9 @@ class MockTeacher:
             base = f"The question asks for a {asked}; {answer} is a kind of {category}, {verdict} It reads:".split()
         else:
             base = f"{answer} is the best fit because the question is about".split()
-        out = base + [words[i % len(words)].lower() for i in range(max(0, self.config.rationale_words - len(base)))]
-        return " ".join(out[: max(1, self.config.rationale_words)]) + "."
+        length = self.config.rationale_words if length is None else length
+        out = base + [words[i % len(words)].lower() for i in range(max(0, length - len(base)))]
+        return " ".join(out[: max(1, length)]) + "."
 
     def _logprobs(self, prompt: str, top: int) -> dict[str, Any]:
         options = _options(prompt) or [("", "unknown")]

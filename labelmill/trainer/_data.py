@@ -55,10 +55,15 @@ def load_records(path: str | Path) -> list[ShardRecord]:
 
 
 def to_rows(
-    records: Iterable[ShardRecord], labels: str, explanation_rate: float, rationale_words: int | None = None
+    records: Iterable[ShardRecord],
+    labels: str,
+    explanation_rate: float,
+    rationale_words: int | None = None,
+    consistent_only: bool = False,
 ) -> list[Row]:
     """The label and rationale rows of `records`; `labels` is "teacher" or "gold"; rationales cut to
-    their first `rationale_words` words when given."""
+    their first `rationale_words` words when given; with `consistent_only`, no rationale whose stated
+    conclusion contradicts its record's label (`rationale_agrees` False; one that states none stays)."""
     records = list(records)
     if labels == "gold":
         missing = sum(1 for r in records if r.gold is None)
@@ -68,6 +73,8 @@ def to_rows(
     for record in records:
         target = record.gold if labels == "gold" and record.gold is not None else record.label
         rows.append(Row(LABEL_PREFIX + record.text, target, TASK_LABEL, record.id))
+        if consistent_only and record.rationale_agrees is False:
+            continue
         if record.rationale and keeps_rationale(record.id, explanation_rate):
             rationale = record.rationale
             if rationale_words is not None:

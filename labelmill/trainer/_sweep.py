@@ -44,13 +44,15 @@ class Setting:
     explanation_rate: float
     label_only: bool = False
     rationale_words: int | None = None
+    consistent_only: bool = False  # leave out rationales that contradict their label
 
     @property
     def name(self) -> str:
         if self.label_only:
             return "label-only"
         words = f", {self.rationale_words} words" if self.rationale_words is not None else ""
-        return f"rate {self.explanation_rate:g}{words}"
+        consistent = ", consistent" if self.consistent_only else ""
+        return f"rate {self.explanation_rate:g}{words}{consistent}"
 
 
 @dataclass(slots=True)
@@ -67,10 +69,12 @@ class SweepConfig:
     train: dict[str, Any] = field(default_factory=dict)  # other TrainConfig fields (epochs, lr, ...)
     keep_models: bool = False
     sizes: tuple[int, ...] = ()  # train on the first N examples at each size; () = all of them
+    consistent: bool = False  # also rate 1 without the rationales that contradict their label
 
     def settings(self) -> list[Setting]:
         out = [Setting(rate) for rate in self.rates] + [Setting(0.0, label_only=True)]
         out += [Setting(1.0, rationale_words=words) for words in self.rationale_words]
+        out += [Setting(1.0, consistent_only=True)] if self.consistent else []
         return out
 
 
@@ -197,6 +201,7 @@ def _train_and_score(
         alpha=1.0 if setting.label_only else config.alpha,
         explanation_rate=setting.explanation_rate,
         rationale_words=setting.rationale_words,
+        rationale_filter="consistent" if setting.consistent_only else "all",
         seed=seed,
     )
     train_config = replace(train_config, **config.train)
@@ -247,7 +252,9 @@ def _report(
 
 
 def _setting(run: dict[str, Any]) -> Setting:
-    return Setting(run["explanation_rate"], run["label_only"], run["rationale_words"])
+    return Setting(
+        run["explanation_rate"], run["label_only"], run["rationale_words"], run.get("consistent_only", False)
+    )
 
 
 def cheapest_near_best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -61,6 +61,7 @@ class TrainConfig:
     labels: str = "teacher"  # or "gold"
     explanation_rate: float = 1.0
     rationale_words: int | None = None  # cut rationales to their first N words
+    rationale_filter: str = "all"  # or "consistent": leave out rationales that contradict their label
     max_steps: int = -1  # -1: train `epochs` epochs
     epochs: float = 10.0
     batch_size: int = 16  # per process; the global batch is this x processes x grad_accumulation
@@ -179,7 +180,13 @@ def prepare_rows(config: TrainConfig) -> tuple[list[Row], list[Row], list[str]]:
         train_records, valid_records, note = split(records, config.validation_fraction)
         if note:
             notes.append(note)
-    train_rows = to_rows(train_records, config.labels, config.explanation_rate, config.rationale_words)
+    if config.rationale_filter not in ("all", "consistent"):
+        raise UsageError(f"--rationale-filter is all or consistent, not {config.rationale_filter!r}")
+    consistent = config.rationale_filter == "consistent"
+    train_rows = to_rows(train_records, config.labels, config.explanation_rate, config.rationale_words, consistent)
+    if consistent:
+        dropped = sum(1 for r in train_records if r.rationale and r.rationale_agrees is False)
+        notes.append(f"--rationale-filter consistent left out {dropped} rationales that contradict their label")
     valid_rows = [r for r in to_rows(valid_records, config.labels, 0.0) if r.task == TASK_LABEL]
     if not any(r.task == TASK_RATIONALE for r in train_rows):
         notes.append("no record has a kept rationale: training the label task alone")

@@ -42,6 +42,8 @@ class Done:
     rationale: bool
     prompt_tokens: int
     completion_tokens: int
+    rationale_words: int | None = None
+    rationale_agrees: bool | None = None
 
 
 Outcome = Done | Failure
@@ -145,4 +147,5 @@ class Requests:
             reason, _, detail = built.partition(": ")
             return self.failure(item, reason, detail)
         usage = built.usage
-        return Done(built.to_json(), built.rationale is not None, usage.prompt_tokens, usage.completion_tokens)
+        return Done(built.to_json(), built.rationale is not None, usage.prompt_tokens, usage.completion_tokens,
+                    built.rationale_words, built.rationale_agrees)  # fmt: skip

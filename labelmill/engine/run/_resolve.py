@@ -118,7 +118,7 @@ class Resolver:
 # -- replay in worker processes ---------------------------------------------------------------
 _worker: Resolver | None = None
 
-Compact = tuple[str, bool, int, int] | Failure  # a Done as a tuple: cheaper to pickle
+Compact = tuple[str, bool, int, int, int | None, bool | None] | Failure  # a Done as a tuple: cheaper to pickle
 
 
 def _init_worker(config: AnnotateConfig, requests: Requests) -> None:
@@ -142,7 +142,8 @@ def _resolve_lines(
     items: list[Compact] = []
     for item in resolved.items:
         if isinstance(item, Done):
-            items.append((item.line, item.rationale, item.prompt_tokens, item.completion_tokens))
+            items.append((item.line, item.rationale, item.prompt_tokens, item.completion_tokens,
+                          item.rationale_words, item.rationale_agrees))  # fmt: skip
         else:
             assert isinstance(item, Failure), "a replay resolves every row"
             items.append(item)

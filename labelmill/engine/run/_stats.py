@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import sys
 import time
 from collections.abc import Callable
@@ -19,6 +20,38 @@ from labelmill.engine.teacher import TeacherCounters
 
 
 @dataclass(slots=True)
+class RationaleStats:
+    """The records' rationales: their lengths in words, and whether each one's stated conclusion
+    agrees with its label (`engine/tasks/_rationale.py`)."""
+
+    words: collections.Counter[int] = field(default_factory=collections.Counter)
+    agree: int = 0
+    contradict: int = 0
+    unstated: int = 0
+
+    def add(self, words: int, agrees: bool | None) -> None:
+        self.words[words] += 1
+        if agrees is None:
+            self.unstated += 1
+        elif agrees:
+            self.agree += 1
+        else:
+            self.contradict += 1
+
+    def summary(self) -> dict[str, Any]:
+        count = sum(self.words.values())
+        stated = self.agree + self.contradict
+        agreement = {"agree": self.agree, "contradict": self.contradict, "unstated": self.unstated,
+                     "rate": round(self.agree / stated, 4) if stated else None}  # fmt: skip
+        if not count:
+            return {"count": 0, "words": None, "agreement": agreement}
+        lengths = sorted(self.words.elements())
+        words = {"min": lengths[0], "median": lengths[count // 2], "p90": lengths[count * 9 // 10],
+                 "max": lengths[-1], "mean": round(sum(lengths) / count, 2)}  # fmt: skip
+        return {"count": count, "words": words, "agreement": agreement}
+
+
+@dataclass(slots=True)
 class RunStats:
     total: int | None = None  # known only when the input size is known
     done: int = 0
@@ -28,6 +61,7 @@ class RunStats:
     cache_hits: int = 0
     teacher: TeacherCounters = field(default_factory=TeacherCounters)  # requests, retries, 429s, tokens paid
     rationales: int = 0
+    rationale_properties: RationaleStats = field(default_factory=RationaleStats)
     dollars: float = 0.0  # paid in this run (None-priced responses add nothing)
     record_prompt_tokens: int = 0  # over every record written, cached or not
     record_completion_tokens: int = 0
@@ -60,6 +94,7 @@ class RunStats:
             "rate_limited_429": self.teacher.rate_limited,
             "server_errors": self.teacher.server_errors,
             "rationale_rate": round(self.rationales / self.records, 4) if self.records else 0.0,
+            "rationales": self.rationale_properties.summary(),
             "tokens": {
                 "prompt": self.teacher.prompt_tokens,
                 "completion": self.teacher.completion_tokens,
@@ -179,6 +214,8 @@ class OrderedOutput:
             else:
                 lines.append(done.line)
                 self.stats.rationales += done.rationale
+                if done.rationale_words is not None:
+                    self.stats.rationale_properties.add(done.rationale_words, done.rationale_agrees)
                 self.stats.record_prompt_tokens += done.prompt_tokens
                 self.stats.record_completion_tokens += done.completion_tokens
         self.shards.write_lines(lines)

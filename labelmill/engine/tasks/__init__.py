@@ -5,6 +5,7 @@ Imports only `labelmill.cache` and the standard library: everything above builds
 
 from labelmill.engine.tasks._input import Row, check_input, count_rows, iter_jsonl_lines, iter_rows, jsonl_row
 from labelmill.engine.tasks._parse import Parsed, parse_response, resolve_label
+from labelmill.engine.tasks._rationale import agrees_with_label, word_count
 from labelmill.engine.tasks._records import build_record, confidence_of
 from labelmill.engine.tasks._schema import OUTPUT_FORMATS, OutputFormat, refuses_schema
 from labelmill.engine.tasks._tasks import (
@@ -30,6 +31,7 @@ __all__ = [
     "Prompt",
     "Row",
     "Task",
+    "agrees_with_label",
     "build_record",
     "check_input",
     "confidence_of",
@@ -43,4 +45,5 @@ __all__ = [
     "refuses_schema",
     "resolve_label",
     "task_from_dict",
+    "word_count",
 ]

@@ -7,6 +7,7 @@ from typing import Any
 
 from labelmill.cache import ShardRecord, StoredResponse, TeacherRef, Usage
 from labelmill.engine.tasks._parse import parse_response
+from labelmill.engine.tasks._rationale import agrees_with_label, word_count
 from labelmill.engine.tasks._tasks import VARIANT_RATIONALE, Example, Task
 
 
@@ -47,6 +48,8 @@ def build_record(
     if parsed.label is None:
         return f"parse_error: no valid label in {content[:200]!r}"
     usage: Any = entry.response.get("usage") or {}
+    why = parsed.rationale
+    agrees = agrees_with_label(why, parsed.label, options or [], task.aliases) if why is not None else None
     return ShardRecord(
         id=example.id,
         index=example.index,
@@ -59,4 +62,6 @@ def build_record(
         usage=Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)),
         cost_usd=entry.cost_usd,
         confidence=confidence_of(entry.response) if confidence is None else confidence,
+        rationale_words=word_count(why) if why is not None else None,
+        rationale_agrees=agrees,
     )

@@ -67,6 +67,7 @@ class Task:
     gold_field: str | None = None
     rationale_field: str | None = None  # a reference rationale in the input, for few-shot demonstrations
     output_format: OutputFormat | None = None  # text, json_schema or auto; None: the run's (default auto)
+    rationale_words: tuple[int, int] | None = None  # the rationale length the prompt asks for, in words
 
     @property
     def multiple_choice(self) -> bool:
@@ -290,6 +291,11 @@ def task_from_dict(data: Mapping[str, Any], default_name: str = "task") -> Task:
             max_tokens=int(entry.get("max_tokens", 96)),
             system=entry.get("system"),
         )
+    words = _rationale_words(data.get("rationale_words"))
+    if words is not None:  # asked for in the prompt, so part of its version and of every request key
+        explained = prompts[VARIANT_RATIONALE]
+        ask = f"\n\nWrite the rationale in {words[0]} to {words[1]} words."
+        prompts[VARIANT_RATIONALE] = Prompt(explained.template + ask, explained.max_tokens, explained.system)
     labels = tuple(str(x) for x in data.get("labels", ()))
     choices_field = data.get("choices_field")
     if not labels and not choices_field:
@@ -311,4 +317,16 @@ def task_from_dict(data: Mapping[str, Any], default_name: str = "task") -> Task:
         gold_field=data.get("gold_field"),
         rationale_field=data.get("rationale_field"),
         output_format=output_format,
+        rationale_words=words,
     )
+
+
+def _rationale_words(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
+        raise TaskError(f"rationale_words is [least, most] words, e.g. [20, 40], not {value!r}")
+    least, most = value
+    if least > most:
+        raise TaskError(f"rationale_words is [least, most] words: {least} > {most}")
+    return least, most
