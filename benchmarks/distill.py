@@ -9,6 +9,12 @@ benchmarks/results/distill/ (benchmarks/results/distill-WORLD/ for another world
 minutes on the project's 2-core machine. The knowledge world, by training size:
 
     .venv/bin/python benchmarks/distill.py --world lore --rates 1 --sizes 200,400,800 --max-steps 1000
+
+The rationale's properties on the knowledge world, a fifth of whose rationales argue for another
+choice than their answer (into benchmarks/results/distill-lore-properties/):
+
+    .venv/bin/python benchmarks/distill.py --world lore --contradict-percent 20 --rows 1000 --rates 1 \
+        --sizes 400 --consistent --rationale-words 12 --max-steps 600
 """
 
 from __future__ import annotations
@@ -29,13 +35,16 @@ def option(name: str, default: str) -> str:
 
 def main() -> None:
     rows, world = int(option("--rows", "1600")), option("--world", "things")
-    ours = {"--rows", "--world"}
+    contradict = option("--contradict-percent", "0")  # the mock's rationales that argue for another choice
+    ours = {"--rows", "--world", "--contradict-percent"}
     extra = [a for i, a in enumerate(sys.argv[1:], 1) if a not in ours and sys.argv[i - 1] not in ours]
     results = RESULTS if world == "things" else RESULTS.with_name(f"distill-{world}")
+    if "--consistent" in extra or "--rationale-words" in extra:
+        results = results.with_name(results.name + "-properties")
     with tempfile.TemporaryDirectory(prefix="labelmill-distill-") as tmp:
         work = Path(tmp)
         corpus = make_cqa(rows, work / "corpus.jsonl", world=world)
-        with mock_process() as url:
+        with mock_process("--contradict-percent", contradict) as url:
             run_labelmill(["annotate", str(corpus), "--task", "cqa", "--out", str(work / "run"), "--cache",
                            str(work / "cache"), "--base-url", url, "--rationale-rate", "1", "--price-in", "0.15",
                            "--price-out", "0.60"], pin=False)  # fmt: skip
