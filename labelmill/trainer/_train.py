@@ -38,7 +38,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from labelmill._exceptions import UsageError
-from labelmill.trainer._data import TASK_LABEL, TASK_RATIONALE, Row, load_records, split, to_rows
+from labelmill.trainer._data import TASK_LABEL, TASK_RATIONALE, Row, keeps_rationale, load_records, split, to_rows
 from labelmill.trainer._distill import Collator, DistillTrainer, LogToStderr, Rows, accuracy_metric
 from labelmill.trainer._student import SCRATCH, build_student, load_tokenizer, scratch_model
 
@@ -185,7 +185,8 @@ def prepare_rows(config: TrainConfig) -> tuple[list[Row], list[Row], list[str]]:
     consistent = config.rationale_filter == "consistent"
     train_rows = to_rows(train_records, config.labels, config.explanation_rate, config.rationale_words, consistent)
     if consistent:
-        dropped = sum(1 for r in train_records if r.rationale and r.rationale_agrees is False)
+        dropped = sum(1 for r in train_records if r.rationale and r.rationale_agrees is False
+                      and keeps_rationale(r.id, config.explanation_rate))  # fmt: skip
         notes.append(f"--rationale-filter consistent left out {dropped} rationales that contradict their label")
     valid_rows = [r for r in to_rows(valid_records, config.labels, 0.0) if r.task == TASK_LABEL]
     if not any(r.task == TASK_RATIONALE for r in train_rows):
