@@ -14,7 +14,7 @@ The rationale's properties on the knowledge world, a fifth of whose rationales a
 choice than their answer (into benchmarks/results/distill-lore-properties/):
 
     .venv/bin/python benchmarks/distill.py --world lore --contradict-percent 20 --rows 1000 --rates 1 \
-        --sizes 400 --consistent --rationale-words 12 --max-steps 600
+        --sizes 400 --consistent --rationale-words 12 --max-steps 1000
 """
 
 from __future__ import annotations

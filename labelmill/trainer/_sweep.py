@@ -280,6 +280,8 @@ def _row(setting: Setting, examples: int, runs: list[dict[str, Any]], costs: Cos
     accuracy = mean_std([r["accuracy"] for r in runs])
     rank = mean_std([r["rank_accuracy"] for r in runs if r.get("rank_accuracy") is not None])
     explained = statistics.fmean(r["explained"] for r in runs) if runs else 0.0
+    # A filtered-out rationale was bought all the same: the setting costs what its rate bought.
+    bought = setting.explanation_rate if setting.consistent_only else explained
     return {
         **asdict(setting),
         "name": setting.name,
@@ -290,8 +292,8 @@ def _row(setting: Setting, examples: int, runs: list[dict[str, Any]], costs: Cos
         "accuracy_std": accuracy[1],
         "rank_accuracy_mean": rank[0],
         "rank_accuracy_std": rank[1],
-        "dollars_per_1k": costs.per_1k(explained),
-        "dollars": costs.total(explained, examples),
+        "dollars_per_1k": costs.per_1k(bought),
+        "dollars": costs.total(bought, examples),
     }
 
 
