@@ -108,7 +108,24 @@ def token_upper_bound(body: dict[str, Any]) -> int:
     return prompt + int(body["max_tokens"])
 
 
+# A run's requests share a few schema objects (`engine/tasks/_schema.py`): their bound is worked
+# out once each. The entry holds the object, so its id cannot be reused while it is here.
+_SCHEMA_BYTES: dict[int, tuple[Any, int]] = {}
+
+
 def schema_prompt_bytes(response_format: Any) -> int:
+    """`_schema_prompt_bytes`, once per schema object (it was 5 us of every request's reservation)."""
+    hit = _SCHEMA_BYTES.get(id(response_format))
+    if hit is not None and hit[0] is response_format:
+        return hit[1]
+    bound = _schema_prompt_bytes(response_format)
+    if len(_SCHEMA_BYTES) >= 1024:  # bodies read back from files are new objects each time
+        _SCHEMA_BYTES.clear()
+    _SCHEMA_BYTES[id(response_format)] = (response_format, bound)
+    return bound
+
+
+def _schema_prompt_bytes(response_format: Any) -> int:
     """The bound of what a schema adds to the prompt. OpenAI counts it as input, rendered into the
     system prompt as a type (a line per property: its name, its type or its enum values), not as the
     JSON sent; this bounds that rendering by its bytes, with 32 of framing (the type's name and

@@ -45,9 +45,18 @@ class RationaleStats:
                      "rate": round(self.agree / stated, 4) if stated else None}  # fmt: skip
         if not count:
             return {"count": 0, "words": None, "agreement": agreement}
-        lengths = sorted(self.words.elements())
-        words = {"min": lengths[0], "median": lengths[count // 2], "p90": lengths[count * 9 // 10],
-                 "max": lengths[-1], "mean": round(sum(lengths) / count, 2)}  # fmt: skip
+        lengths = sorted(self.words.items())  # (words, how many): no list of every rationale
+
+        def at(rank: int) -> int:  # the length of the rank-th shortest rationale, from 0
+            seen = 0
+            for length, times in lengths:
+                seen += times
+                if rank < seen:
+                    return length
+            return lengths[-1][0]
+
+        words = {"min": lengths[0][0], "median": at(count // 2), "p90": at(count * 9 // 10), "max": lengths[-1][0],
+                 "mean": round(sum(length * times for length, times in lengths) / count, 2)}  # fmt: skip
         return {"count": count, "words": words, "agreement": agreement}
 
 
