@@ -15,6 +15,7 @@ import torch
 
 from labelmill.trainer import Item, Student, TrainConfig, train
 from labelmill.trainer._decode import greedy
+from labelmill.trainer._student import load_student
 from tests.test_trainer import COLORS, toy_records, write_shards
 
 TEXTS = ["the paint is red today", "the paint is a very deep and rich gold today", "blue", "the paint is green"]
@@ -47,13 +48,14 @@ def test_choices_scored_in_one_pass_match_one_forward_pass_per_choice(model_dir:
 
 
 def test_the_greedy_loop_gives_what_generate_gives(model_dir: Path) -> None:
-    student = Student(str(model_dir))
+    student = Student(str(model_dir))  # eager attention, where from_pretrained gives the default one
+    reference, _ = load_student(str(model_dir))
     sources = ["[label] " + t for t in TEXTS] + ["[rationale] " + t for t in TEXTS]  # padded, short and long
     encoded = student.tokenizer(sources, return_tensors="pt", padding=True)
     for limit in (1, 3, 128):
         ours = greedy(student.model, encoded["input_ids"], encoded["attention_mask"], limit)
         with torch.no_grad():
-            theirs = student.model.generate(**encoded, max_new_tokens=limit, do_sample=False, num_beams=1)  # type: ignore[operator]
+            theirs = reference.generate(**encoded, max_new_tokens=limit, do_sample=False, num_beams=1)  # type: ignore[operator]
         decode = student.tokenizer.batch_decode
         assert decode(ours, skip_special_tokens=True) == decode(theirs, skip_special_tokens=True), limit
 

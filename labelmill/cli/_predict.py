@@ -31,7 +31,7 @@ _CPU_HOUR_USD = 0.0504  # labelmill.trainer._bench_predict.CPU_HOUR_USD, without
     show_default=True,
     help="Price of one vCPU-hour (default: AWS m7i.large on demand, per vCPU).",
 )
-@click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=128, show_default=True)
 @click.option(
     "--baseline-items",
     type=click.IntRange(1),
