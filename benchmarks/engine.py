@@ -51,10 +51,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of W1-W3; the median is reported")
     parser.add_argument("--only", help="comma-separated workloads to run (W1..W6)")
     parser.add_argument("--matrix", action="store_true", help="W3, W5, W6 on every server model")
+    parser.add_argument("--models", help="with --matrix: comma-separated server models (default: all)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.matrix:
-        matrix(args.repeat, 10 if args.quick else 1, args.json)
+        models = args.models.split(",") if args.models else list(SERVER_MODELS)
+        if unknown := set(models) - SERVER_MODELS.keys():
+            parser.error(f"unknown server models {sorted(unknown)}; known: {', '.join(SERVER_MODELS)}")
+        matrix(args.repeat, 10 if args.quick else 1, args.json, models)
         return
     scale = 10 if args.quick else 1
     results: dict[str, Any] = {}
@@ -103,12 +107,13 @@ SERVER_MODELS = {
 OTHER_SHARE = 0.3  # rows with another client report their share of what it leaves (1 - 0.3 of the limit)
 
 
-def matrix(repeat: int, scale: int, as_json: bool) -> None:
+def matrix(repeat: int, scale: int, as_json: bool, models: list[str]) -> None:
     """Share of the limit (of what another client leaves, where there is one) and 429s of W3, W5, W6
     on every server model; each the median of `repeat` runs."""
     out: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="labelmill-bench-", dir=".") as tmp:
-        for model, server_args in SERVER_MODELS.items():
+        for model in models:
+            server_args = SERVER_MODELS[model]
             for workload in (
                 Workload("W3", 1500 // scale, 50, 64, server_rpm=6000, client_rpm=6000, server_args=server_args),
                 Workload("W5", 1500 // scale, 50, 100, server_tpm=600_000, client_tpm=600_000, extra_args=RATIONALES,

@@ -3,6 +3,8 @@ sleeps): it uses the allowance, gets no 429s, and shares a key with another clie
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,10 +17,11 @@ RPM = 600  # 10 a second
 
 
 async def drive(
-    limits: RateLimits, server: ServerLimits, clock: FakeClock, gaps: list[float]
+    limits: RateLimits, server: ServerLimits, clock: FakeClock, gaps: list[float], whole_seconds: bool = False
 ) -> tuple[list[float], int]:
     """Send one request per gap (idle that long first) as a worker would; the times the server
-    took them, and how many it refused."""
+    took them, and how many it refused. `whole_seconds`: a 429's retry-after is rounded up to whole
+    seconds, as HTTP's `retry-after` header has it."""
     taken, refused = [], 0
     for gap in gaps:
         clock.now += gap
@@ -32,7 +35,7 @@ async def drive(
             refused += 1
             limits.throttled()
             limits.observe(server.headers(now), now)
-            limits.pause(hit[1])
+            limits.pause(max(1.0, math.ceil(hit[1])) if whole_seconds else hit[1])
     return taken, refused
 
 
@@ -87,3 +90,14 @@ def test_no_60_s_window_ever_holds_more_than_the_limit(gaps: list[float]) -> Non
     for i, at in enumerate(taken):
         in_window = sum(1 for t in taken[i:] if t < at + 60)
         assert in_window <= RPM
+
+
+async def test_a_server_without_headers_shows_its_limit_by_what_it_takes(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FakeClock(monkeypatch)
+    clock.now = 6000.0
+    limits, server = RateLimits(), ServerLimits(RPM, None, model="bucket", send_headers=False)
+    taken, refused = await drive(limits, server, clock, [0.0] * 1800, whole_seconds=True)
+    steady = [t for t in taken if t >= taken[0] + 10]  # after the 429s that show the limit
+    share = len(steady) / ((steady[-1] - steady[0]) / 60) / RPM
+    assert limits.source["requests"] == "inferred"
+    assert share >= 0.9 and refused / 1800 < 0.02, (share, refused)

@@ -189,8 +189,7 @@ class PricedTeacher:
             self.concurrency.on_throttle()
             self.limits.throttled()
             self.limits.observe(exc.headers, sent_at)  # a 429 tells the limits too
-            if exc.retry_after:
-                self.limits.pause(min(exc.retry_after, self.retry.retry_after_cap_s))
+            self.limits.pause(min(exc.retry_after or 0.0, self.retry.retry_after_cap_s))
         elif exc.status is not None and exc.status >= 500:
             self.counters.server_errors += 1
         self.breaker.record_failure(str(exc))

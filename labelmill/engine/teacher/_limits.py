@@ -40,6 +40,9 @@ MIN_SHARE = 0.05  # what is left to this client when others seem to use the whol
 FIRST_WAVE_WAIT_S = 5.0  # the longest the first wave waits for the first answer
 MARGIN = 0.01  # of the limit: room kept in the server's `remaining` for another client's next sends
 FORGET_S = 120.0  # how long bookings are kept to compare with an answer's `remaining`
+INFER_AFTER_S = 1.0  # with no limit known, 429s this long after the first one set a request rate...
+INFER_OVER_S = 10.0  # ...measured on the answered requests sent in at most the last this many seconds
+UNKNOWN_PAUSE_S = 0.1  # with no limit known, the least a 429 pauses every sender: no herd of retries
 
 
 class RateLimiter:
@@ -174,12 +177,41 @@ class _Others:
         return self._bounds[0][1] if self._bounds else 0.0
 
 
+class _Inferred:
+    """A server that sends no limit headers still shows its limit once it refuses: from the first
+    429 on, the client sends more than it takes, so the answers it does take come at the limit's
+    rate. (Before that first 429 they may have come faster: a bucket that starts full.)"""
+
+    def __init__(self) -> None:
+        self._answers: collections.deque[float] = collections.deque()
+        self._first_refused: float | None = None
+
+    def answered(self, sent_at: float) -> None:
+        # By when it was sent: answers to requests sent before the first 429 may still come after it.
+        if self._first_refused is not None and sent_at >= self._first_refused:
+            self._answers.append(sent_at)
+            while self._answers[0] < sent_at - INFER_OVER_S:
+                self._answers.popleft()
+
+    def refused(self, now: float) -> float | None:
+        """The requests per minute the server took of those sent since the first 429, once that
+        is long enough to tell (else None)."""
+        if self._first_refused is None:
+            self._first_refused = now
+        if len(self._answers) < 10:
+            return None
+        start = max(self._first_refused, self._answers[-1] - INFER_OVER_S)
+        seconds = self._answers[-1] - start
+        return len(self._answers) / seconds * 60 if seconds >= INFER_AFTER_S else None
+
+
 class RateLimits:
     """The RPM and TPM limits in force, where each came from, and the schedules that keep to them.
 
     A limit comes from a flag (`--rpm/--tpm`), else from the `x-ratelimit-limit-*` headers of the
     first answer that has them (a lower header limit also replaces a flag's), else there is none
-    and only adaptive concurrency reacts to 429s. Until some answer has come back, a run with no
+    until 429s show one: the rate of the answers the server took since its first 429 (`_Inferred`,
+    source "inferred"; a later 429 raises it when the server took more). Until some answer has come back, a run with no
     limit known sends one request alone (the first small wave): its headers set the pace of the
     burst that follows, so a small 1 s window costs no 429s.
 
@@ -211,6 +243,7 @@ class RateLimits:
         self.generation = 0  # counts limits learned and pauses begun: a request that waited since obeys them
         self._first_answer = asyncio.Event()
         self._first_sent = False
+        self._inferred = _Inferred()
 
     @property
     def rpm(self) -> float | None:
@@ -272,15 +305,30 @@ class RateLimits:
         self._first_answer.set()
 
     def pause(self, seconds: float) -> None:
-        """Hold every sender for `seconds` (a 429's retry-after)."""
+        """Hold every sender for `seconds` (a 429's retry-after; with no limit known, at least
+        `UNKNOWN_PAUSE_S`: a retry-after of a few ms would have every waiting sender go again at once)."""
         loop = asyncio.get_running_loop()
+        if not any(self._limiters.values()):
+            seconds = max(seconds, UNKNOWN_PAUSE_S)
+        if seconds <= 0:
+            return
         if loop.time() + seconds > self._pause_until:
             self._pause_until = loop.time() + seconds
             self.generation += 1
 
     def throttled(self) -> None:
-        """A 429: run the schedules slower for a while (`_Throttle`)."""
-        if self.throttle.refused(asyncio.get_running_loop().time()):
+        """A 429: run the schedules slower for a while (`_Throttle`). With no limit known, the
+        answers since the first 429 give a request rate to pace at (`_Inferred`)."""
+        now = asyncio.get_running_loop().time()
+        if self.source["requests"] in ("none", "inferred") and self.source["tokens"] == "none":
+            rpm = self._inferred.refused(now)
+            if rpm is not None and rpm > (self.per_minute["requests"] or 0.0):
+                self.per_minute["requests"], self.source["requests"] = rpm, "inferred"
+                self.throttle = _Throttle()  # the new rate is what the server took, not a share of it
+                self._limiters["requests"] = RateLimiter(self._per_second("requests"))
+                self.generation += 1
+                return
+        if self.throttle.refused(now):
             self._retune()
 
     def _per_second(self, kind: str) -> float:
@@ -302,6 +350,8 @@ class RateLimits:
         which counts nothing)."""
         self._first_answer.set()
         now = asyncio.get_running_loop().time()
+        if counted is not None and sent_at is not None:
+            self._inferred.answered(sent_at)
         moved = counted is not None and self.throttle.answered(now)  # an answer, not a refusal
         for kind in KINDS:
             limit = _count(headers.get(f"x-ratelimit-limit-{kind}"))
