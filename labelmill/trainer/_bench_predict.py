@@ -66,7 +66,7 @@ def bench_predict(
     price per 1M beside them. The plain path runs on the first `baseline_items` items only (it is
     slow; its rate, not its total, is compared)."""
     student = Student(model_dir, batch_size=batch_size)
-    baseline = _Plain(*load_student(model_dir))
+    baseline = _Plain.load(model_dir, student.max_new_tokens)
     plain = items[:baseline_items]
     ranked = [item for item in items if item.choices]
     work: list[tuple[str, str, Callable[[], int]]] = [
@@ -126,13 +126,18 @@ class _Plain:
 
     model: Any
     tokenizer: Any
-    max_new_tokens: int = 128
+    max_new_tokens: int
+
+    @classmethod
+    def load(cls, model_dir: str, max_new_tokens: int) -> _Plain:
+        model, tokenizer = load_student(model_dir)
+        model.eval()
+        model.generation_config.max_length = None  # as Student does: no max_length warning per call
+        return cls(model, tokenizer, max_new_tokens)
 
 
 @torch.no_grad()
 def _plain_generate(plain: _Plain, items: list[Item]) -> int:
-    plain.model.eval()
-    plain.model.generation_config.max_length = None  # as Student does: no max_length warning per call
     for item in items:
         encoded = plain.tokenizer(LABEL_PREFIX + item.text, return_tensors="pt")
         plain.model.generate(**encoded, max_new_tokens=plain.max_new_tokens)
@@ -141,7 +146,6 @@ def _plain_generate(plain: _Plain, items: list[Item]) -> int:
 
 @torch.no_grad()
 def _plain_rank(plain: _Plain, items: list[Item]) -> int:
-    plain.model.eval()
     for item in items:
         encoded = plain.tokenizer(LABEL_PREFIX + item.text, return_tensors="pt")
         for choice in item.choices or []:

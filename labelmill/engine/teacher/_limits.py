@@ -211,9 +211,9 @@ class RateLimits:
     A limit comes from a flag (`--rpm/--tpm`), else from the `x-ratelimit-limit-*` headers of the
     first answer that has them (a lower header limit also replaces a flag's), else there is none
     until 429s show one: the rate of the answers the server took since its first 429 (`_Inferred`,
-    source "inferred"; a later 429 raises it when the server took more). Until some answer has come back, a run with no
-    limit known sends one request alone (the first small wave): its headers set the pace of the
-    burst that follows, so a small 1 s window costs no 429s.
+    source "inferred"; a later 429 raises it when the server took more). Until some answer has
+    come back, a run with no limit known sends one request alone (the first small wave): its
+    headers set the pace of the burst that follows, so a small 1 s window costs no 429s.
 
     Headers are read as what they say: `remaining` is what the server will still take now. The
     answered request was counted when it arrived; what this client booked after it is not yet in
