@@ -51,11 +51,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs of W1-W3; the median is reported")
     parser.add_argument("--only", help="comma-separated workloads to run (W1..W6)")
     parser.add_argument("--matrix", action="store_true", help="W3, W5, W6 on every server model")
-    parser.add_argument("--models", help="with --matrix: comma-separated server models (default: all)")
+    parser.add_argument("--models", help="with --matrix: server models separated by ';' (default: all)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.matrix:
-        models = args.models.split(",") if args.models else list(SERVER_MODELS)
+        models = [model.strip() for model in args.models.split(";")] if args.models else list(SERVER_MODELS)
         if unknown := set(models) - SERVER_MODELS.keys():
             parser.error(f"unknown server models {sorted(unknown)}; known: {', '.join(SERVER_MODELS)}")
         matrix(args.repeat, 10 if args.quick else 1, args.json, models)

@@ -124,7 +124,7 @@ class PricedTeacher:
             counted = prompt + max_tokens if prompt else self.pacing.tokens(request.variant, request.base, max_tokens)
             self.counters.limit_tokens += counted
             self.breaker.record_success()
-            self.concurrency.on_success()
+            self.concurrency.on_success(asyncio.get_running_loop().time() - request.sent_at)
             self.limits.observe(reply.headers, request.sent_at, {"requests": 1, "tokens": counted})
             if self.limits.paces_tokens:  # a limit from a flag, or from these very headers
                 self.pacing.observe(request.variant, request.base, usage)
@@ -186,7 +186,7 @@ class PricedTeacher:
     def _count_failure(self, exc: RetryableError, sent_at: float) -> None:
         if exc.status == 429:
             self.counters.rate_limited += 1
-            self.concurrency.on_throttle()
+            self.concurrency.on_throttle(paced=self.limits.paces)
             self.limits.throttled()
             self.limits.observe(exc.headers, sent_at)  # a 429 tells the limits too
             self.limits.pause(min(exc.retry_after or 0.0, self.retry.retry_after_cap_s))

@@ -2,7 +2,8 @@
 breaker.
 
 - `AdaptiveConcurrency`: AIMD on the number of requests in flight; halves on a 429 (at most once
-  per cooldown), grows back by about one slot per window of successes.
+  per cooldown, or per round trip where nothing else paces the sends), grows back by about one
+  slot per window of successes.
 - `CircuitBreaker`: opens when nothing but 429/5xx/connection errors came back for a sustained
   period, so a run against a dead or throttled endpoint ends with a clear message.
 
@@ -29,6 +30,7 @@ class AdaptiveConcurrency:
         self.in_flight = 0
         self.cooldown_s = cooldown_s
         self._last_decrease = -math.inf
+        self._round_trip_s = math.inf  # a running mean of the successes' round trips
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def acquire(self) -> None:
@@ -54,14 +56,22 @@ class AdaptiveConcurrency:
                 future.set_result(None)
                 free -= 1
 
-    def on_success(self) -> None:
+    def on_success(self, round_trip_s: float | None = None) -> None:
+        if round_trip_s is not None:
+            known = self._round_trip_s if self._round_trip_s < math.inf else round_trip_s
+            self._round_trip_s = known + 0.1 * (round_trip_s - known)
         if self.limit < self.maximum:
             self.limit = min(float(self.maximum), self.limit + 1 / self.limit)
             self._wake()
 
-    def on_throttle(self) -> None:
+    def on_throttle(self, paced: bool = True) -> None:
+        """A 429. `paced`: a rate schedule paces the sends, and it is what slows down; the
+        concurrency halves at most once per cooldown, a safety net. Unpaced, the concurrency is
+        the only brake: it halves once per round trip, as TCP does (the 429s of one round trip
+        answer requests sent together; a fixed second against 50 ms answers would keep sending
+        twenty rounds at a concurrency the server refused)."""
         now = asyncio.get_running_loop().time()
-        if now - self._last_decrease >= self.cooldown_s:
+        if now - self._last_decrease >= (self.cooldown_s if paced else min(self.cooldown_s, self._round_trip_s)):
             self.limit = max(float(self.minimum), self.limit / 2)
             self._last_decrease = now
 

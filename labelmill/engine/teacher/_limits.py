@@ -40,8 +40,10 @@ MIN_SHARE = 0.05  # what is left to this client when others seem to use the whol
 FIRST_WAVE_WAIT_S = 5.0  # the longest the first wave waits for the first answer
 MARGIN = 0.01  # of the limit: room kept in the server's `remaining` for another client's next sends
 FORGET_S = 120.0  # how long bookings are kept to compare with an answer's `remaining`
-INFER_AFTER_S = 1.0  # with no limit known, 429s this long after the first one set a request rate...
+INFER_AFTER_S = 1.0  # with no limit known, 429s this long after the first of a run set a request limit...
+TAKEN_AFTER_S = 0.5  # ...with one known, this long: what the server takes of its limit (lowered only)
 INFER_OVER_S = 10.0  # ...measured on the answered requests sent in at most the last this many seconds
+EPISODE_GAP_S = 10.0  # a 429 after this long without one begins a new run of them
 UNKNOWN_PAUSE_S = 0.1  # with no limit known, the least a 429 pauses every sender: no herd of retries
 
 
@@ -132,9 +134,9 @@ class _Throttle:
     win it back, quickly up to just under that share, then slowly and faster the longer no 429
     comes. So a limit that did not move costs one 429 a climb, and one that grew is found again."""
 
-    def __init__(self) -> None:
-        self.scale, self.refused_scale = 1.0, 1.0
-        self._refused_at = self._moved_at = -math.inf
+    def __init__(self, now: float = -math.inf, ceiling: float = 1.0) -> None:
+        self.scale, self.refused_scale, self.ceiling = 1.0, 1.0, ceiling
+        self._refused_at = self._moved_at = now
 
     def refused(self, now: float) -> bool:
         """A 429; True when the scale moved."""
@@ -144,9 +146,15 @@ class _Throttle:
         self._refused_at = self._moved_at = now
         return True
 
+    def took(self, now: float, scale: float) -> None:
+        """A 429 while the server took `scale` of the limit: run just under it, probing slowly past."""
+        self.scale = max(MIN_SCALE, min(self.scale, scale))
+        self.refused_scale = self.scale / NEAR_CEILING
+        self._refused_at = self._moved_at = now
+
     def answered(self, now: float) -> bool:
         """An answer; True when the scale moved."""
-        if self.scale >= 1.0:
+        if self.scale >= self.ceiling:
             return False
         elapsed, self._moved_at = now - self._moved_at, now
         near = self.refused_scale * NEAR_CEILING
@@ -154,7 +162,7 @@ class _Throttle:
             self.scale = min(near, self.scale + PROBE_PER_S * elapsed)
         else:  # past where it was refused once it has gone 10 s without a 429, and faster after
             self.scale += PROBE_PER_S / 10 * (1 + (now - self._refused_at) / 10) * elapsed
-        self.scale = min(1.0, self.scale)
+        self.scale = min(self.ceiling, self.scale)
         return True
 
 
@@ -177,32 +185,38 @@ class _Others:
         return self._bounds[0][1] if self._bounds else 0.0
 
 
-class _Inferred:
-    """A server that sends no limit headers still shows its limit once it refuses: from the first
-    429 on, the client sends more than it takes, so the answers it does take come at the limit's
-    rate. (Before that first 429 they may have come faster: a bucket that starts full.)"""
+class _Taken:
+    """What the server took of what this client sent since a run of 429s began (a 429 after
+    `EPISODE_GAP_S` without one begins a new run). While it refuses, the client sends more than it
+    takes, so what it takes comes at the rate it has room for: the limit less what others on the key
+    use or, where no header said, the limit itself. (Answers to requests sent before the first 429
+    do not count: they may have come faster, from a bucket that started full.)"""
 
     def __init__(self) -> None:
-        self._answers: collections.deque[float] = collections.deque()
-        self._first_refused: float | None = None
+        self._answers: collections.deque[tuple[float, float, float]] = collections.deque()  # sent, requests, tokens
+        self._began: float | None = None
+        self._refused_at = -math.inf
 
-    def answered(self, sent_at: float) -> None:
+    def answered(self, sent_at: float, counted: Mapping[str, int]) -> None:
         # By when it was sent: answers to requests sent before the first 429 may still come after it.
-        if self._first_refused is not None and sent_at >= self._first_refused:
-            self._answers.append(sent_at)
-            while self._answers[0] < sent_at - INFER_OVER_S:
+        if self._began is not None and sent_at >= self._began:
+            self._answers.append((sent_at, counted.get("requests", 1), counted.get("tokens", 0)))
+            while self._answers[0][0] < sent_at - INFER_OVER_S:
                 self._answers.popleft()
 
-    def refused(self, now: float) -> float | None:
-        """The requests per minute the server took of those sent since the first 429, once that
-        is long enough to tell (else None)."""
-        if self._first_refused is None:
-            self._first_refused = now
-        if len(self._answers) < 10:
+    def refused(self, now: float, after_s: float) -> dict[str, float] | None:
+        """Per kind, what the server took per minute of what was sent since this run of 429s
+        began, once `after_s` of sends have been answered (else None)."""
+        if now - self._refused_at > EPISODE_GAP_S:
+            self._began, self._answers = now, collections.deque()
+        self._refused_at = now
+        if len(self._answers) < 10 or self._began is None:
             return None
-        start = max(self._first_refused, self._answers[-1] - INFER_OVER_S)
-        seconds = self._answers[-1] - start
-        return len(self._answers) / seconds * 60 if seconds >= INFER_AFTER_S else None
+        start = max(self._began, self._answers[-1][0] - INFER_OVER_S)
+        seconds = self._answers[-1][0] - start
+        if seconds < after_s:
+            return None
+        return {kind: sum(answer[i] for answer in self._answers) / seconds * 60 for i, kind in enumerate(KINDS, 1)}
 
 
 class RateLimits:
@@ -239,11 +253,11 @@ class RateLimits:
                           for kind in KINDS}  # fmt: skip
         self._sent = {kind: _Sent() for kind in KINDS}
         self._pause_until = 0.0
-        self._token_turn = asyncio.Lock()  # FIFO: the token schedule is taken one request at a time
+        self._turns = {kind: asyncio.Lock() for kind in KINDS}  # FIFO: each schedule is taken one request at a time
         self.generation = 0  # counts limits learned and pauses begun: a request that waited since obeys them
         self._first_answer = asyncio.Event()
         self._first_sent = False
-        self._inferred = _Inferred()
+        self._taken = _Taken()
 
     @property
     def rpm(self) -> float | None:
@@ -254,39 +268,47 @@ class RateLimits:
         return self.per_minute["tokens"]
 
     @property
+    def paces(self) -> bool:
+        """Whether a schedule paces the sends (a limit from a flag, headers or 429s)."""
+        return any(limiter is not None for limiter in self._limiters.values())
+
+    @property
     def paces_tokens(self) -> bool:
         return self._limiters["tokens"] is not None
 
     async def acquire(self, tokens: Callable[[], int]) -> None:
-        """Wait until a request may be sent; `tokens()` is what it counts against a TPM limit.
-
-        Requests take the token schedule in turn, and book their place at most `BOOK_AHEAD_S`
-        before it comes, with the estimate of then: booked on arrival, a hundred waiting requests
-        would all be paced by the estimate of the moment they arrived, long before calibration
-        caught up. Booking a little ahead (not at the moment itself) keeps a late timer from
-        shifting everything after it."""
+        """Wait until a request may be sent; `tokens()` is what it counts against a TPM limit."""
         loop = asyncio.get_running_loop()
         await self._first_wave()
         # A loop, not an Event: a 429 arriving during the sleep may push the deadline further.
         while (wait := self._pause_until - loop.time()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(wait)
-        if (requests := self._limiters["requests"]) is not None:
-            wait = requests.reserve(1.0, loop.time())
-            self._sent["requests"].add(loop.time() + wait, 1.0)
-            if wait > 0:
-                await asyncio.sleep(wait)
-        if self._limiters["tokens"] is not None:
-            async with self._token_turn:
-                # A loop, not an Event: headers may move the schedule during the sleep.
-                while (limiter := self._limiters["tokens"]) is not None and (  # noqa: ASYNC110
-                    early := limiter.free_at - BOOK_AHEAD_S - loop.time()
-                ) > 0:
-                    await asyncio.sleep(early)
-                amount = float(tokens())
-                wait = limiter.reserve(amount, loop.time()) if limiter is not None else 0.0
-                self._sent["tokens"].add(loop.time() + wait, amount)
-            if wait > 0:
-                await asyncio.sleep(wait)
+        await self._take_turn("requests", lambda: 1.0)
+        await self._take_turn("tokens", lambda: float(tokens()))
+
+    async def _take_turn(self, kind: str, amount: Callable[[], float]) -> None:
+        """Requests take each schedule in turn, and book their place at most `BOOK_AHEAD_S` before
+        it comes, at the rate and with the estimate of then. Booked on arrival, a hundred waiting
+        requests would keep the places of the moment they arrived: a second of sends at a rate a
+        429 had just refused, or paced by a token estimate long before calibration caught up.
+        Booking a little ahead (not at the moment itself) keeps a late timer from shifting
+        everything after it."""
+        if self._limiters[kind] is None:
+            return
+        loop = asyncio.get_running_loop()
+        async with self._turns[kind]:
+            # A loop, not an Event: headers may move the schedule during the sleep.
+            while (limiter := self._limiters[kind]) is not None and (  # noqa: ASYNC110
+                early := limiter.free_at - BOOK_AHEAD_S - loop.time()
+            ) > 0:
+                await asyncio.sleep(early)
+            if limiter is None:
+                return
+            size = amount()
+            wait = limiter.reserve(size, loop.time())
+            self._sent[kind].add(loop.time() + wait, size)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def _first_wave(self) -> None:
         """With no limit known, one request goes first and the rest wait until it has ended (at
@@ -317,19 +339,35 @@ class RateLimits:
             self.generation += 1
 
     def throttled(self) -> None:
-        """A 429: run the schedules slower for a while (`_Throttle`). With no limit known, the
-        answers since the first 429 give a request rate to pace at (`_Inferred`)."""
+        """A 429: run the schedules slower (`_Throttle`). Once a run of 429s has gone on long
+        enough to show what the server takes (`_Taken`), run just under that instead: with no
+        limit known, it becomes the request limit (source "inferred", raised when a later run of
+        429s shows more); else the share of the limits it leaves this client."""
         now = asyncio.get_running_loop().time()
-        if self.source["requests"] in ("none", "inferred") and self.source["tokens"] == "none":
-            rpm = self._inferred.refused(now)
-            if rpm is not None and rpm > (self.per_minute["requests"] or 0.0):
-                self.per_minute["requests"], self.source["requests"] = rpm, "inferred"
-                self.throttle = _Throttle()  # the new rate is what the server took, not a share of it
-                self._limiters["requests"] = RateLimiter(self._per_second("requests"))
-                self.generation += 1
-                return
-        if self.throttle.refused(now):
+        infers = self.source["tokens"] == "none" and self.source["requests"] in ("none", "inferred")
+        # Without a header's limit, a short run of 429s overestimates: the pause that follows a 429
+        # lets a bucket refill, and what it then takes at once looks like rate.
+        taken = self._taken.refused(now, INFER_AFTER_S if infers else TAKEN_AFTER_S)
+        if taken is not None and infers and taken["requests"] > (self.per_minute["requests"] or 0.0):
+            self.per_minute["requests"], self.source["requests"] = taken["requests"], "inferred"
+            # The new rate is what the server took, not a share of it; no header bounds it, so
+            # answers probe past it, slowly, for as long as no 429 comes.
+            self.throttle = _Throttle(now, ceiling=math.inf)
+            self._limiters["requests"] = RateLimiter(self._per_second("requests"))
+            self.generation += 1
+            return
+        if taken is not None and (scale := self._share_taken(taken)) < self.throttle.scale:
+            self.throttle.took(now, scale)
             self._retune()
+        elif self.throttle.refused(now):
+            self._retune()
+
+    def _share_taken(self, taken: Mapping[str, float]) -> float:
+        """The throttle's scale at which the schedules send what the server took (others' use added
+        back: the schedules leave it to them anyway)."""
+        shares = [(taken[kind] + self._others[kind].per_minute) / limit
+                  for kind in KINDS if self._limiters[kind] and (limit := self.per_minute[kind])]  # fmt: skip
+        return min(shares, default=math.inf)
 
     def _per_second(self, kind: str) -> float:
         """The rate a schedule runs at: the limit, less what others use, scaled after 429s."""
@@ -351,7 +389,7 @@ class RateLimits:
         self._first_answer.set()
         now = asyncio.get_running_loop().time()
         if counted is not None and sent_at is not None:
-            self._inferred.answered(sent_at)
+            self._taken.answered(sent_at, counted)
         moved = counted is not None and self.throttle.answered(now)  # an answer, not a refusal
         for kind in KINDS:
             limit = _count(headers.get(f"x-ratelimit-limit-{kind}"))
