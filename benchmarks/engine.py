@@ -111,6 +111,9 @@ def matrix(repeat: int, scale: int, as_json: bool, models: list[str]) -> None:
     """Share of the limit (of what another client leaves, where there is one) and 429s of W3, W5, W6
     on every server model; each the median of `repeat` runs."""
     out: dict[str, dict[str, Any]] = {}
+    if not as_json:
+        names = MATRIX_WORKLOADS
+        print("| server model | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names), flush=True)
     with tempfile.TemporaryDirectory(prefix="labelmill-bench-", dir=".") as tmp:
         for model in models:
             server_args = SERVER_MODELS[model]
@@ -132,15 +135,21 @@ def matrix(repeat: int, scale: int, as_json: bool, models: list[str]) -> None:
                     "runs_share_of_left": [round(share / left, 3) for share in run["runs_limit_share"]],
                     "rate_limited_share": run["rate_limited_share"],
                 }
+            if not as_json:  # a row as soon as it is done: a matrix cut short keeps what it measured
+                print(_matrix_row(model, out[model]), flush=True)
     if as_json:
         print(json.dumps(out, indent=2))
-        return
-    names = ["W3", "W5", "W6-TPM", "W6-RPM"]
-    lines = ["| server model | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for model, runs in out.items():
-        cells = [f"{runs[n]['share_of_left']} ({runs[n]['rate_limited_share']:.1%} 429s)" for n in names]
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    print("\n".join(lines))
+
+
+MATRIX_WORKLOADS = ["W3", "W5", "W6-TPM", "W6-RPM"]
+
+
+def _matrix_row(model: str, runs: dict[str, Any]) -> str:
+    return (
+        f"| {model} | "
+        + " | ".join(f"{runs[n]['share_of_left']} ({runs[n]['rate_limited_share']:.1%} 429s)" for n in MATRIX_WORKLOADS)
+        + " |"
+    )
 
 
 def median_run(workload: Workload, workdir: Path, repeat: int, by: str = "req_s") -> dict[str, Any]:
