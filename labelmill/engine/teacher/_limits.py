@@ -8,42 +8,41 @@ down only on evidence, read the same way whatever the server's model:
 
 - another client on the key: every one of those ways holds no more than the last 60 s of arrivals,
   so `limit - remaining` less what this client sent in the minute before is what others sent at
-  least (`_Others`); the schedule leaves them that share;
+  least (`Others`); the schedule leaves them that share;
 - a `remaining` smaller than what has left since the answered request: the schedule waits for
   the difference to drain;
 - a 429: every sender pauses for its `retry-after`, and the rate drops by a tenth, then probes back
-  up, slowly once it nears where it was refused (`_Throttle`).
+  up, slowly once it nears where it was refused (`Throttle`); a run of 429s long enough to show
+  what the server takes sets the rate just under that (`Taken`).
 
+`Others`, `Throttle` and `Taken` (with `Sent`, what the schedules booked) are in `_evidence.py`.
 Time comes from the running loop (`loop.time()`), which tests can patch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
-import collections
 import contextlib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from labelmill.engine.teacher._evidence import KINDS, Others, Sent, Taken, Throttle
 
 # Send a little under the limit's steady rate, which every way a server counts it takes.
 RATE_HEADROOM = 0.98
 # Tokens need less: the pacing estimate is already a high quantile of what the server counts, and
 # the server's own `remaining` corrects the schedule as it goes.
 TOKEN_HEADROOM = 0.99
-BOOK_AHEAD_S = 0.25  # how far ahead of its place on the token schedule a request books it
-PROBE_PER_S = 0.01  # after a 429, the share of the limit the rate wins back each second...
-NEAR_CEILING = 0.97  # ...up to this share of the rate a 429 refused; above it, a tenth as fast at first
-MIN_SCALE = 0.5  # 429s never slow the schedules below half the limit (concurrency still halves)
+BOOK_AHEAD_S = 0.25  # how far ahead of its place on a schedule a request books it
 MIN_SHARE = 0.05  # what is left to this client when others seem to use the whole limit
 FIRST_WAVE_WAIT_S = 5.0  # the longest the first wave waits for the first answer
 MARGIN = 0.01  # of the limit: room kept in the server's `remaining` for another client's next sends
-FORGET_S = 120.0  # how long bookings are kept to compare with an answer's `remaining`
-INFER_AFTER_S = 1.0  # with no limit known, 429s this long after the first of a run set a request limit...
-TAKEN_AFTER_S = 0.5  # ...with one known, this long: what the server takes of its limit (lowered only)
-INFER_OVER_S = 10.0  # ...measured on the answered requests sent in at most the last this many seconds
-EPISODE_GAP_S = 10.0  # a 429 after this long without one begins a new run of them
+# What a run of 429s shows the server takes (`_evidence.Taken`) is read once this many seconds of
+# the requests sent since its first 429 have been answered: with no limit known (it sets one), or
+# with one known (it only lowers the rate).
+INFER_AFTER_S = 1.0
+TAKEN_AFTER_S = 0.5
 UNKNOWN_PAUSE_S = 0.1  # with no limit known, the least a 429 pauses every sender: no herd of retries
 
 
@@ -101,131 +100,13 @@ def _count(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
-KINDS = ("requests", "tokens")
-
-
-class _Sent:
-    """What one schedule let go, in booking order, as running totals: how much left after a moment."""
-
-    def __init__(self) -> None:
-        self._times: list[float] = []
-        self._totals: list[float] = []
-        self._base = 0.0  # the running total before the first booking kept
-        self.total = 0.0
-        self.last = 0.0  # the amount of the latest booking: what the next one will likely be
-
-    def add(self, at: float, amount: float) -> None:
-        self.total, self.last = self.total + amount, amount
-        self._times.append(at)
-        self._totals.append(self.total)
-        if len(self._times) > 4096 and self._times[2048] < at - FORGET_S:  # forget in halves, not one by one
-            self._base = self._totals[2047]
-            del self._times[:2048], self._totals[:2048]
-
-    def since(self, moment: float) -> float:
-        """The amount booked to leave after `moment`."""
-        i = bisect.bisect_right(self._times, moment)
-        return self.total - (self._totals[i - 1] if i > 0 else self._base)
-
-
-class _Throttle:
-    """The share of each limit the schedules run at: 1 until a 429. A 429 lowers it by a tenth (at
-    most once a second, never below `MIN_SCALE`) and remembers the share it was refused at; answers
-    win it back, quickly up to just under that share, then slowly and faster the longer no 429
-    comes. So a limit that did not move costs one 429 a climb, and one that grew is found again."""
-
-    def __init__(self, now: float = -math.inf, ceiling: float = 1.0) -> None:
-        self.scale, self.refused_scale, self.ceiling = 1.0, 1.0, ceiling
-        self._refused_at = self._moved_at = now
-
-    def refused(self, now: float) -> bool:
-        """A 429; True when the scale moved."""
-        if now - self._refused_at < 1.0:
-            return False
-        self.refused_scale, self.scale = self.scale, max(MIN_SCALE, self.scale * 0.9)
-        self._refused_at = self._moved_at = now
-        return True
-
-    def took(self, now: float, scale: float) -> None:
-        """A 429 while the server took `scale` of the limit: run just under it, probing slowly past."""
-        self.scale = max(MIN_SCALE, min(self.scale, scale))
-        self.refused_scale = self.scale / NEAR_CEILING
-        self._refused_at = self._moved_at = now
-
-    def answered(self, now: float) -> bool:
-        """An answer; True when the scale moved."""
-        if self.scale >= self.ceiling:
-            return False
-        elapsed, self._moved_at = now - self._moved_at, now
-        near = self.refused_scale * NEAR_CEILING
-        if self.scale < near:
-            self.scale = min(near, self.scale + PROBE_PER_S * elapsed)
-        else:  # past where it was refused once it has gone 10 s without a 429, and faster after
-            self.scale += PROBE_PER_S / 10 * (1 + (now - self._refused_at) / 10) * elapsed
-        self.scale = min(self.ceiling, self.scale)
-        return True
-
-
-class _Others:
-    """What other clients on the key used of one limit in the last minute, at least: the largest
-    lower bound seen in the last 60 s (a calendar minute's count starts again at 0 each minute)."""
-
-    def __init__(self) -> None:
-        self._bounds: collections.deque[tuple[float, float]] = collections.deque()  # decreasing
-
-    def add(self, now: float, bound: float) -> None:
-        while self._bounds and self._bounds[-1][1] <= bound:
-            self._bounds.pop()
-        self._bounds.append((now, bound))
-        while self._bounds[0][0] < now - 60:
-            self._bounds.popleft()
-
-    @property
-    def per_minute(self) -> float:
-        return self._bounds[0][1] if self._bounds else 0.0
-
-
-class _Taken:
-    """What the server took of what this client sent since a run of 429s began (a 429 after
-    `EPISODE_GAP_S` without one begins a new run). While it refuses, the client sends more than it
-    takes, so what it takes comes at the rate it has room for: the limit less what others on the key
-    use or, where no header said, the limit itself. (Answers to requests sent before the first 429
-    do not count: they may have come faster, from a bucket that started full.)"""
-
-    def __init__(self) -> None:
-        self._answers: collections.deque[tuple[float, float, float]] = collections.deque()  # sent, requests, tokens
-        self._began: float | None = None
-        self._refused_at = -math.inf
-
-    def answered(self, sent_at: float, counted: Mapping[str, int]) -> None:
-        # By when it was sent: answers to requests sent before the first 429 may still come after it.
-        if self._began is not None and sent_at >= self._began:
-            self._answers.append((sent_at, counted.get("requests", 1), counted.get("tokens", 0)))
-            while self._answers[0][0] < sent_at - INFER_OVER_S:
-                self._answers.popleft()
-
-    def refused(self, now: float, after_s: float) -> dict[str, float] | None:
-        """Per kind, what the server took per minute of what was sent since this run of 429s
-        began, once `after_s` of sends have been answered (else None)."""
-        if now - self._refused_at > EPISODE_GAP_S:
-            self._began, self._answers = now, collections.deque()
-        self._refused_at = now
-        if len(self._answers) < 10 or self._began is None:
-            return None
-        start = max(self._began, self._answers[-1][0] - INFER_OVER_S)
-        seconds = self._answers[-1][0] - start
-        if seconds < after_s:
-            return None
-        return {kind: sum(answer[i] for answer in self._answers) / seconds * 60 for i, kind in enumerate(KINDS, 1)}
-
-
 class RateLimits:
     """The RPM and TPM limits in force, where each came from, and the schedules that keep to them.
 
     A limit comes from a flag (`--rpm/--tpm`), else from the `x-ratelimit-limit-*` headers of the
     first answer that has them (a lower header limit also replaces a flag's), else there is none
-    until 429s show one: the rate of the answers the server took since its first 429 (`_Inferred`,
-    source "inferred"; a later 429 raises it when the server took more). Until some answer has
+    until 429s show one: the rate of the answers the server took since its first 429 (`Taken`,
+    source "inferred"; a later run of 429s raises it when the server took more). Until some answer has
     come back, a run with no limit known sends one request alone (the first small wave): its
     headers set the pace of the burst that follows, so a small 1 s window costs no 429s.
 
@@ -240,24 +121,24 @@ class RateLimits:
     minute before the answered request (every way of counting we know holds at most the last 60 s of
     arrivals, so the excess is others' at least); the schedule runs at the limit less that.
 
-    A 429 pauses every sender for its `retry-after` and scales the rates down (`_Throttle`), which
+    A 429 pauses every sender for its `retry-after` and scales the rates down (`Throttle`), which
     then probe back up, so the rate never sits below the limit for long without a refusal to show.
     """
 
     def __init__(self, rpm: float | None = None, tpm: float | None = None) -> None:
         self.per_minute: dict[str, float | None] = {"requests": rpm or None, "tokens": tpm or None}
         self.source = {kind: "flag" if self.per_minute[kind] else "none" for kind in KINDS}
-        self.throttle = _Throttle()
-        self._others = {kind: _Others() for kind in KINDS}
+        self.throttle = Throttle()
+        self._others = {kind: Others() for kind in KINDS}
         self._limiters = {kind: RateLimiter(self._per_second(kind)) if self.per_minute[kind] else None
                           for kind in KINDS}  # fmt: skip
-        self._sent = {kind: _Sent() for kind in KINDS}
+        self._sent = {kind: Sent() for kind in KINDS}
         self._pause_until = 0.0
         self._turns = {kind: asyncio.Lock() for kind in KINDS}  # FIFO: each schedule is taken one request at a time
         self.generation = 0  # counts limits learned and pauses begun: a request that waited since obeys them
         self._first_answer = asyncio.Event()
         self._first_sent = False
-        self._taken = _Taken()
+        self._taken = Taken()
 
     @property
     def rpm(self) -> float | None:
@@ -313,7 +194,7 @@ class RateLimits:
     async def _first_wave(self) -> None:
         """With no limit known, one request goes first and the rest wait until it has ended (at
         most `FIRST_WAVE_WAIT_S`)."""
-        if self._first_answer.is_set() or any(self._limiters.values()):
+        if self._first_answer.is_set() or self.paces:
             return
         if not self._first_sent:
             self._first_sent = True
@@ -330,7 +211,7 @@ class RateLimits:
         """Hold every sender for `seconds` (a 429's retry-after; with no limit known, at least
         `UNKNOWN_PAUSE_S`: a retry-after of a few ms would have every waiting sender go again at once)."""
         loop = asyncio.get_running_loop()
-        if not any(self._limiters.values()):
+        if not self.paces:
             seconds = max(seconds, UNKNOWN_PAUSE_S)
         if seconds <= 0:
             return
@@ -339,8 +220,8 @@ class RateLimits:
             self.generation += 1
 
     def throttled(self) -> None:
-        """A 429: run the schedules slower (`_Throttle`). Once a run of 429s has gone on long
-        enough to show what the server takes (`_Taken`), run just under that instead: with no
+        """A 429: run the schedules slower (`Throttle`). Once a run of 429s has gone on long
+        enough to show what the server takes (`Taken`), run just under that instead: with no
         limit known, it becomes the request limit (source "inferred", raised when a later run of
         429s shows more); else the share of the limits it leaves this client."""
         now = asyncio.get_running_loop().time()
@@ -352,7 +233,7 @@ class RateLimits:
             self.per_minute["requests"], self.source["requests"] = taken["requests"], "inferred"
             # The new rate is what the server took, not a share of it; no header bounds it, so
             # answers probe past it, slowly, for as long as no 429 comes.
-            self.throttle = _Throttle(now, ceiling=math.inf)
+            self.throttle = Throttle(now, ceiling=math.inf)
             self._limiters["requests"] = RateLimiter(self._per_second("requests"))
             self.generation += 1
             return
