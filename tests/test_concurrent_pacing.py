@@ -110,9 +110,11 @@ def test_a_server_without_headers_costs_429s_only_while_it_shows_its_limit() -> 
     server = Server(ServerLimits(RPM, None, model="bucket", send_headers=False))
     seconds = run(server, 3000)
     after_first_second = [t for t in server.refused if t >= server.answered[0] + 1]
-    # The first round trips after the bucket's burst are refused whatever the client does (no
-    # header said there was a limit); after that, under 1%. Measured: 151 in the first second,
-    # 3 after it; the run at 1.02 of the limit (the bucket starts full).
-    assert len(after_first_second) < 30
-    assert len(server.refused) < 250
+    # The first round trip after the bucket's burst is refused whatever the client does (no header
+    # said there was a limit): about the concurrency less what the bucket refilled. The first 429
+    # then paces at 0.9 of the second before it, which wins back up to the limit. Measured: 96
+    # 429s, all in that round trip, none after the first second; the run at 1.02 of the limit (the
+    # bucket starts full). Before the provisional pace: 154, 3 after the first second.
+    assert len(after_first_second) < 10
+    assert len(server.refused) < 125
     assert 3000 / seconds * 60 >= 0.95 * RPM

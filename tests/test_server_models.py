@@ -101,3 +101,47 @@ async def test_a_server_without_headers_shows_its_limit_by_what_it_takes(monkeyp
     share = len(steady) / ((steady[-1] - steady[0]) / 60) / RPM
     assert limits.source["requests"] == "inferred"
     assert share >= 0.9 and refused / 1800 < 0.02, (share, refused)
+
+
+async def provisional_limit(monkeypatch: pytest.MonkeyPatch) -> tuple[RateLimits, FakeClock]:
+    """Limits after 20 answers a second for two seconds, then a 429."""
+    clock = FakeClock(monkeypatch)
+    limits = RateLimits()
+    for _ in range(40):
+        clock.now += 0.05
+        limits.observe({}, clock.now, {"requests": 1, "tokens": 1})
+    limits.throttled()
+    return limits, clock
+
+
+def refuse_while_taking(limits: RateLimits, clock: FakeClock, one_in: int) -> None:
+    """Two seconds of sending 30 a second, of which the server takes one in `one_in`."""
+    for i in range(62):
+        clock.now += 1 / 30
+        if i % one_in == one_in - 1:
+            limits.observe({}, clock.now, {"requests": 1, "tokens": 1})
+        else:
+            limits.throttled()
+
+
+async def test_the_first_429_of_a_server_without_headers_paces_at_a_share_of_the_second_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limits, clock = await provisional_limit(monkeypatch)
+    # The last second held 20 (or 21, both ends in it): the schedule runs at 0.9 of that until the
+    # 429s show what the server takes, and the concurrency still brakes as if nothing paced.
+    assert limits.source["requests"] == "inferred" and limits.provisional
+    assert limits.rpm is not None and 0.9 * 20 * 60 <= limits.rpm <= 0.9 * 21 * 60
+    refuse_while_taking(limits, clock, one_in=6)  # 300 a minute: far less, as a bucket that held a minute
+    assert not limits.provisional and limits.rpm is not None and 270 <= limits.rpm <= 330, limits.rpm
+
+
+async def test_a_provisional_limit_is_slowed_not_replaced_when_429s_show_a_little_less(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limits, clock = await provisional_limit(monkeypatch)
+    guess = limits.rpm
+    # 900 a minute of 30 a second: what was sent since the first 429 (a pause, a concurrency that
+    # halved) measures the client more than the server; its 429s slow the guess by a tenth instead.
+    refuse_while_taking(limits, clock, one_in=2)
+    assert limits.provisional and limits.rpm == guess and limits.throttle.scale < 1.0

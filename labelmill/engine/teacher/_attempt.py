@@ -186,7 +186,8 @@ class PricedTeacher:
     def _count_failure(self, exc: RetryableError, sent_at: float) -> None:
         if exc.status == 429:
             self.counters.rate_limited += 1
-            self.concurrency.on_throttle(paced=self.limits.paces)
+            # A provisional limit may be far too high (a bucket that held a minute): not yet a brake.
+            self.concurrency.on_throttle(paced=self.limits.paces and not self.limits.provisional)
             self.limits.throttled()
             self.limits.observe(exc.headers, sent_at)  # a 429 tells the limits too
             self.limits.pause(min(exc.retry_after or 0.0, self.retry.retry_after_cap_s))

@@ -52,8 +52,8 @@ class Throttle:
     win it back, quickly up to just under that share, then slowly and faster the longer no 429
     comes. So a limit that did not move costs one 429 a climb, and one that grew is found again."""
 
-    def __init__(self, now: float = -math.inf, ceiling: float = 1.0) -> None:
-        self.scale, self.refused_scale, self.ceiling = 1.0, 1.0, ceiling
+    def __init__(self, now: float = -math.inf, ceiling: float = 1.0, refused_scale: float = 1.0) -> None:
+        self.scale, self.refused_scale, self.ceiling = 1.0, refused_scale, ceiling
         self._refused_at = self._moved_at = now
 
     def refused(self, now: float) -> bool:

@@ -22,12 +22,13 @@ Time comes from the running loop (`loop.time()`), which tests can patch.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from labelmill.engine.teacher._evidence import KINDS, Others, Sent, Taken, Throttle
+from labelmill.engine.teacher._evidence import KINDS, MIN_SCALE, Others, Sent, Taken, Throttle
 
 # Send a little under the limit's steady rate, which every way a server counts it takes.
 RATE_HEADROOM = 0.98
@@ -43,6 +44,10 @@ MARGIN = 0.01  # of the limit: room kept in the server's `remaining` for another
 # with one known (it only lowers the rate).
 INFER_AFTER_S = 1.0
 TAKEN_AFTER_S = 0.5
+# Until then, the first 429 sets a provisional limit: this share of the answers of the second
+# before it (those of a bucket that started full come faster than its rate), once that many came.
+PROVISIONAL_SHARE = 0.9
+PROVISIONAL_AFTER = 10
 UNKNOWN_PAUSE_S = 0.1  # with no limit known, the least a 429 pauses every sender: no herd of retries
 
 
@@ -105,8 +110,8 @@ class RateLimits:
 
     A limit comes from a flag (`--rpm/--tpm`), else from the `x-ratelimit-limit-*` headers of the
     first answer that has them (a lower header limit also replaces a flag's), else there is none
-    until 429s show one: the rate of the answers the server took since its first 429 (`Taken`,
-    source "inferred"; a later run of 429s raises it when the server took more). Until some answer has
+    until 429s show one (source "inferred"): at the first 429, a provisional one from the answers
+    of the second before it; once a run of 429s shows it, the rate the server took (`Taken`). Until some answer has
     come back, a run with no limit known sends one request alone (the first small wave): its
     headers set the pace of the burst that follows, so a small 1 s window costs no 429s.
 
@@ -139,6 +144,8 @@ class RateLimits:
         self._first_answer = asyncio.Event()
         self._first_sent = False
         self._taken = Taken()
+        self._answered: collections.deque[float] = collections.deque()  # while nothing paces: the last second's answers
+        self._provisional = False  # the request limit is the first 429's guess, not yet what 429s showed
 
     @property
     def rpm(self) -> float | None:
@@ -152,6 +159,11 @@ class RateLimits:
     def paces(self) -> bool:
         """Whether a schedule paces the sends (a limit from a flag, headers or 429s)."""
         return any(limiter is not None for limiter in self._limiters.values())
+
+    @property
+    def provisional(self) -> bool:
+        """Whether the request limit is the first 429's guess (what 429s show has not replaced it)."""
+        return self._provisional
 
     @property
     def paces_tokens(self) -> bool:
@@ -211,7 +223,7 @@ class RateLimits:
         """Hold every sender for `seconds` (a 429's retry-after; with no limit known, at least
         `UNKNOWN_PAUSE_S`: a retry-after of a few ms would have every waiting sender go again at once)."""
         loop = asyncio.get_running_loop()
-        if not self.paces:
+        if not self.paces or self._provisional:
             seconds = max(seconds, UNKNOWN_PAUSE_S)
         if seconds <= 0:
             return
@@ -222,26 +234,48 @@ class RateLimits:
     def throttled(self) -> None:
         """A 429: run the schedules slower (`Throttle`). Once a run of 429s has gone on long
         enough to show what the server takes (`Taken`), run just under that instead: with no
-        limit known, it becomes the request limit (source "inferred", raised when a later run of
-        429s shows more); else the share of the limits it leaves this client."""
+        limit known or a provisional one, it becomes the request limit (source "inferred"); else
+        the share of the limits it leaves this client. With no limit known and no run long enough
+        yet, the provisional limit: `PROVISIONAL_SHARE` of the answers of the second before."""
         now = asyncio.get_running_loop().time()
         infers = self.source["tokens"] == "none" and self.source["requests"] in ("none", "inferred")
         # Without a header's limit, a short run of 429s overestimates: the pause that follows a 429
         # lets a bucket refill, and what it then takes at once looks like rate.
         taken = self._taken.refused(now, INFER_AFTER_S if infers else TAKEN_AFTER_S)
-        if taken is not None and infers and taken["requests"] > (self.per_minute["requests"] or 0.0):
-            self.per_minute["requests"], self.source["requests"] = taken["requests"], "inferred"
-            # The new rate is what the server took, not a share of it; no header bounds it, so
-            # answers probe past it, slowly, for as long as no 429 comes.
-            self.throttle = Throttle(now, ceiling=math.inf)
-            self._limiters["requests"] = RateLimiter(self._per_second("requests"))
-            self.generation += 1
-            return
-        if taken is not None and (scale := self._share_taken(taken)) < self.throttle.scale:
+        if infers and not self.paces:  # no limit known yet
+            if taken is not None:
+                self._infer(now, taken["requests"], provisional=False)
+            elif len(self._answered) >= PROVISIONAL_AFTER:
+                self._infer(now, len(self._answered) * 60.0 * PROVISIONAL_SHARE, provisional=True)
+        elif taken is not None and infers and self._replaces(taken["requests"]):
+            self._infer(now, taken["requests"], provisional=False)
+        elif taken is not None and not self._provisional and (scale := self._share_taken(taken)) < self.throttle.scale:
             self.throttle.took(now, scale)
             self._retune()
         elif self.throttle.refused(now):
             self._retune()
+
+    def _replaces(self, taken: float) -> bool:
+        """Whether what a run of 429s showed the server takes replaces an inferred request limit:
+        when it took more, or when a provisional limit was far too high (a bucket that held a
+        minute). Else a provisional limit stays: its 429s came after seconds of sending less than
+        the server takes, whose rate is no measure of it, and a 429 slows it as any limit."""
+        limit = self.rpm or 0.0
+        return taken > limit or (self._provisional and taken < limit * MIN_SCALE)
+
+    def _infer(self, now: float, per_minute: float, provisional: bool) -> None:
+        """A request limit learned from 429s: what the server took since the first of them, or
+        (`provisional`, until that shows) a share of the answers of the second before it."""
+        self.per_minute["requests"], self.source["requests"] = per_minute, "inferred"
+        self._provisional = provisional
+        # No header bounds the limit, so answers probe past it, slowly, for as long as no 429 comes;
+        # a provisional one was refused at its whole estimate, and wins back up to just under that.
+        self.throttle = Throttle(now, ceiling=math.inf, refused_scale=1 / PROVISIONAL_SHARE if provisional else 1.0)
+        if (limiter := self._limiters["requests"]) is not None:
+            limiter.set_rate(self._per_second("requests"))  # what is booked keeps its place
+        else:
+            self._limiters["requests"] = RateLimiter(self._per_second("requests"))
+        self.generation += 1
 
     def _share_taken(self, taken: Mapping[str, float]) -> float:
         """The throttle's scale at which the schedules send what the server took (others' use added
@@ -271,6 +305,10 @@ class RateLimits:
         now = asyncio.get_running_loop().time()
         if counted is not None and sent_at is not None:
             self._taken.answered(sent_at, counted)
+        if counted is not None and not self.paces:
+            self._answered.append(now)
+            while self._answered[0] < now - 1.0:
+                self._answered.popleft()
         moved = counted is not None and self.throttle.answered(now)  # an answer, not a refusal
         for kind in KINDS:
             limit = _count(headers.get(f"x-ratelimit-limit-{kind}"))
