@@ -111,9 +111,9 @@ class RateLimits:
     A limit comes from a flag (`--rpm/--tpm`), else from the `x-ratelimit-limit-*` headers of the
     first answer that has them (a lower header limit also replaces a flag's), else there is none
     until 429s show one (source "inferred"): at the first 429, a provisional one from the answers
-    of the second before it; once a run of 429s shows it, the rate the server took (`Taken`). Until some answer has
-    come back, a run with no limit known sends one request alone (the first small wave): its
-    headers set the pace of the burst that follows, so a small 1 s window costs no 429s.
+    of the second before it, else the rate the server took during a run of 429s (`Taken`). Until
+    some answer has come back, a run with no limit known sends one request alone (the first small
+    wave): its headers set the pace of the burst that follows, so a small 1 s window costs no 429s.
 
     Headers are read as what they say: `remaining` is what the server will still take now. The
     answered request was counted when it arrived; what this client booked after it is not yet in
@@ -234,9 +234,10 @@ class RateLimits:
     def throttled(self) -> None:
         """A 429: run the schedules slower (`Throttle`). Once a run of 429s has gone on long
         enough to show what the server takes (`Taken`), run just under that instead: with no
-        limit known or a provisional one, it becomes the request limit (source "inferred"); else
-        the share of the limits it leaves this client. With no limit known and no run long enough
-        yet, the provisional limit: `PROVISIONAL_SHARE` of the answers of the second before."""
+        limit known, it becomes the request limit (source "inferred"; an inferred one is replaced
+        as `_replaces` says); else the share of the limits it leaves this client. With no limit
+        known and no run long enough yet, a provisional limit: `PROVISIONAL_SHARE` of the
+        answers of the second before."""
         now = asyncio.get_running_loop().time()
         infers = self.source["tokens"] == "none" and self.source["requests"] in ("none", "inferred")
         # Without a header's limit, a short run of 429s overestimates: the pause that follows a 429
