@@ -237,6 +237,42 @@ async def test_aimd_halves_on_throttle_and_recovers(monkeypatch: pytest.MonkeyPa
     assert 16 < gate.limit <= 64
 
 
+async def test_slots_freed_together_are_granted_over_half_a_round_trip(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, granted = FakeClock(), []
+    monkeypatch.setattr(asyncio.get_running_loop(), "time", clock)
+
+    async def advance(seconds: float) -> None:
+        clock.now += seconds
+
+    monkeypatch.setattr("labelmill.engine.teacher._guards.asyncio.sleep", advance)
+    gate = AdaptiveConcurrency(maximum=10)
+    gate.on_success(round_trip_s=0.1)  # 10 in flight answered in 0.1 s: 100 a second at most
+
+    async def take() -> None:
+        await gate.acquire()
+        granted.append(clock.now)
+
+    start = clock.now
+    await asyncio.gather(*(take() for _ in range(10)))
+    # A wave of 10 goes at twice the rate 10 in flight can sustain: one every 5 ms (a millisecond of
+    # slack), not all at once, so a 429 to its first requests comes back while the rest still wait.
+    assert granted == pytest.approx([start] + [start + i * 0.005 - 0.001 for i in range(1, 10)], abs=1e-9)
+    assert gate.in_flight == 10
+
+
+async def test_a_request_cancelled_while_its_slot_is_spread_gives_the_slot_back() -> None:
+    gate = AdaptiveConcurrency(maximum=4)
+    gate.on_success(round_trip_s=2.0)  # 4 in flight per 2 s: grants 0.25 s apart
+    await gate.acquire()
+    waiting = asyncio.create_task(gate.acquire())
+    await asyncio.sleep(0)
+    assert gate.in_flight == 2  # holds its slot while it waits for its place
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert gate.in_flight == 1
+
+
 async def test_adaptive_concurrency_bounds_holders() -> None:
     gate = AdaptiveConcurrency(maximum=2)
     await gate.acquire()

@@ -27,13 +27,14 @@ async def drive(
         clock.now += gap
         await limits.acquire(lambda: 1)
         now = clock.now
+        limits.sending(now)
         hit = server.admit(now, 1)
         if hit is None:
             taken.append(now)
             limits.observe(server.headers(now), now, {"requests": 1, "tokens": 1})
         else:
             refused += 1
-            limits.throttled()
+            limits.throttled(now)
             limits.observe(server.headers(now), now)
             limits.pause(max(1.0, math.ceil(hit[1])) if whole_seconds else hit[1])
     return taken, refused
@@ -104,13 +105,16 @@ async def test_a_server_without_headers_shows_its_limit_by_what_it_takes(monkeyp
 
 
 async def provisional_limit(monkeypatch: pytest.MonkeyPatch) -> tuple[RateLimits, FakeClock]:
-    """Limits after 20 answers a second for two seconds, then a 429."""
+    """Limits after 20 requests a second for two seconds, then a 429 to the next one."""
     clock = FakeClock(monkeypatch)
     limits = RateLimits()
     for _ in range(40):
         clock.now += 0.05
+        limits.sending(clock.now)
         limits.observe({}, clock.now, {"requests": 1, "tokens": 1})
-    limits.throttled()
+    clock.now += 0.05
+    limits.sending(clock.now)
+    limits.throttled(clock.now)
     return limits, clock
 
 
@@ -118,10 +122,11 @@ def refuse_while_taking(limits: RateLimits, clock: FakeClock, one_in: int) -> No
     """Two seconds of sending 30 a second, of which the server takes one in `one_in`."""
     for i in range(62):
         clock.now += 1 / 30
+        limits.sending(clock.now)
         if i % one_in == one_in - 1:
             limits.observe({}, clock.now, {"requests": 1, "tokens": 1})
         else:
-            limits.throttled()
+            limits.throttled(clock.now)
 
 
 async def test_the_first_429_of_a_server_without_headers_paces_at_a_share_of_the_second_before(
@@ -134,6 +139,25 @@ async def test_the_first_429_of_a_server_without_headers_paces_at_a_share_of_the
     assert limits.rpm is not None and 0.9 * 20 * 60 <= limits.rpm <= 0.9 * 21 * 60
     refuse_while_taking(limits, clock, one_in=6)  # 300 a minute: far less, as a bucket that held a minute
     assert not limits.provisional and limits.rpm is not None and 270 <= limits.rpm <= 330, limits.rpm
+
+
+async def test_the_first_429_reads_what_was_sent_before_it_not_what_was_answered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A first wave of 100 leaves over 0.2 s and a 429 comes back while only 10 have been answered
+    # (a client slower than the server, or answers slower than 429s). The server took those 100:
+    # a limit from the 10 answers would pace at a tenth of its rate, with no 429 to say so.
+    clock = FakeClock(monkeypatch)
+    limits = RateLimits()
+    for i in range(100):
+        clock.now += 0.002
+        limits.sending(clock.now)
+        if i % 10 == 0:
+            limits.observe({}, clock.now, {"requests": 1, "tokens": 1})
+    clock.now += 0.002
+    limits.sending(clock.now)
+    limits.throttled(clock.now)
+    assert limits.provisional and limits.rpm == 0.9 * 100 * 60
 
 
 async def test_a_provisional_limit_is_slowed_not_replaced_when_429s_show_a_little_less(

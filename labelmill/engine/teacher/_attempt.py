@@ -165,6 +165,7 @@ class PricedTeacher:
             reservation = await self.spending.reserve(worst_case)
             self.counters.requests += 1
             request.sent_at = asyncio.get_running_loop().time()
+            self.limits.sending(request.sent_at)
             try:
                 return await self.client.complete(body, before_send), reservation
             except RetryableError as exc:
@@ -188,7 +189,7 @@ class PricedTeacher:
             self.counters.rate_limited += 1
             # A provisional limit may be far too high (a bucket that held a minute): not yet a brake.
             self.concurrency.on_throttle(paced=self.limits.paces and not self.limits.provisional)
-            self.limits.throttled()
+            self.limits.throttled(sent_at)
             self.limits.observe(exc.headers, sent_at)  # a 429 tells the limits too
             self.limits.pause(min(exc.retry_after or 0.0, self.retry.retry_after_cap_s))
         elif exc.status is not None and exc.status >= 500:

@@ -3,7 +3,7 @@ breaker.
 
 - `AdaptiveConcurrency`: AIMD on the number of requests in flight; halves on a 429 (at most once
   per cooldown, or per round trip where nothing else paces the sends), grows back by about one
-  slot per window of successes.
+  slot per window of successes; slots freed together are granted over half a round trip.
 - `CircuitBreaker`: opens when nothing but 429/5xx/connection errors came back for a sustained
   period, so a run against a dead or throttled endpoint ends with a clear message.
 
@@ -18,10 +18,24 @@ import math
 from collections.abc import Callable
 
 from labelmill._exceptions import CircuitOpenError
+from labelmill.engine.teacher._limits import RateLimiter
+
+# Slots are granted at most this many times as fast as the requests in flight are answered...
+SPREAD = 2.0
+# ...with this much ahead of that schedule let through unslept: uvloop's clock ticks in whole
+# milliseconds, and a timer for each of a few answers that came back together costs more than it saves.
+SPREAD_SLACK_S = 0.001
 
 
 class AdaptiveConcurrency:
-    """At most `limit` holders at once; the limit moves by AIMD between `minimum` and `maximum`."""
+    """At most `limit` holders at once; the limit moves by AIMD between `minimum` and `maximum`.
+
+    Slots are granted no faster than `SPREAD` times `limit` per mean round trip. That never slows
+    a steady run (`limit` requests in flight are answered at most that fast, on average), but the
+    slots of a wave answered together leave over half a round trip instead of at once: against a
+    server that gave no sign of a limit, the first 429 of a bucket run dry comes back while most of
+    the wave is still to go, and the pause it sets holds the rest, instead of a whole wave refused.
+    """
 
     def __init__(self, maximum: int, minimum: int = 1, cooldown_s: float = 1.0) -> None:
         self.maximum = maximum
@@ -32,10 +46,12 @@ class AdaptiveConcurrency:
         self._last_decrease = -math.inf
         self._round_trip_s = math.inf  # a running mean of the successes' round trips
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._grants = RateLimiter(1.0)  # its rate set at each grant, once a round trip is known
 
     async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
         while self.in_flight >= int(self.limit):
-            future = asyncio.get_running_loop().create_future()
+            future = loop.create_future()
             self._waiters.append(future)
             try:
                 await future
@@ -43,6 +59,16 @@ class AdaptiveConcurrency:
                 self._wake()
                 raise
         self.in_flight += 1
+        if self._round_trip_s < math.inf:
+            per_second = SPREAD * self.limit / max(self._round_trip_s, 1e-6)
+            self._grants.set_rate(per_second)
+            self._grants.burst = 1.0 + per_second * SPREAD_SLACK_S
+            if (wait := self._grants.reserve(1.0, loop.time())) > 0:
+                try:
+                    await asyncio.sleep(wait)  # the slot is held meanwhile: it is this request's
+                except asyncio.CancelledError:
+                    self.release()
+                    raise
 
     def release(self) -> None:
         self.in_flight -= 1

@@ -22,6 +22,7 @@ Time comes from the running loop (`loop.time()`), which tests can patch.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import contextlib
 import math
@@ -44,8 +45,9 @@ MARGIN = 0.01  # of the limit: room kept in the server's `remaining` for another
 # with one known (it only lowers the rate).
 INFER_AFTER_S = 1.0
 TAKEN_AFTER_S = 0.5
-# Until then, the first 429 sets a provisional limit: this share of the answers of the second
-# before it (those of a bucket that started full come faster than its rate), once that many came.
+# Until then, the first 429 sets a provisional limit: this share of what was sent in the second
+# before the refused request (a bucket that started full takes that faster than its rate), once
+# that many were.
 PROVISIONAL_SHARE = 0.9
 PROVISIONAL_AFTER = 10
 UNKNOWN_PAUSE_S = 0.1  # with no limit known, the least a 429 pauses every sender: no herd of retries
@@ -144,7 +146,7 @@ class RateLimits:
         self._first_answer = asyncio.Event()
         self._first_sent = False
         self._taken = Taken()
-        self._answered: collections.deque[float] = collections.deque()  # while nothing paces: the last second's answers
+        self._sends: collections.deque[float] = collections.deque()  # while nothing paces: the last second's sends
         self._provisional = False  # the request limit is the first 429's guess, not yet what 429s showed
 
     @property
@@ -231,13 +233,23 @@ class RateLimits:
             self._pause_until = loop.time() + seconds
             self.generation += 1
 
-    def throttled(self) -> None:
-        """A 429: run the schedules slower (`Throttle`). Once a run of 429s has gone on long
-        enough to show what the server takes (`Taken`), run just under that instead: with no
-        limit known, it becomes the request limit (source "inferred"; an inferred one is replaced
-        as `_replaces` says); else the share of the limits it leaves this client. With no limit
-        known and no run long enough yet, a provisional limit: `PROVISIONAL_SHARE` of the
-        answers of the second before."""
+    def sending(self, at: float) -> None:
+        """A request leaves now (`at`, the loop's clock). While nothing paces, the last second of
+        these is what the first 429 reads the server's rate from."""
+        if not self.paces:
+            self._sends.append(at)
+            while self._sends[0] < at - 1.0:
+                self._sends.popleft()
+
+    def throttled(self, sent_at: float | None = None) -> None:
+        """A 429 to the request sent at `sent_at`: run the schedules slower (`Throttle`). Once a
+        run of 429s has gone on long enough to show what the server takes (`Taken`), run just
+        under that instead: with no limit known, it becomes the request limit (source "inferred";
+        an inferred one is replaced as `_replaces` says); else the share of the limits it leaves
+        this client. With no limit known and no run long enough yet, a provisional limit:
+        `PROVISIONAL_SHARE` of what was sent in the second before the refused request. Those
+        sends, not the answers of that second: a client still sending its first waves has had
+        only some of them answered, and a limit from those would start far below the server's."""
         now = asyncio.get_running_loop().time()
         infers = self.source["tokens"] == "none" and self.source["requests"] in ("none", "inferred")
         # Without a header's limit, a short run of 429s overestimates: the pause that follows a 429
@@ -246,8 +258,8 @@ class RateLimits:
         if infers and not self.paces:  # no limit known yet
             if taken is not None:
                 self._infer(now, taken["requests"], provisional=False)
-            elif len(self._answered) >= PROVISIONAL_AFTER:
-                self._infer(now, len(self._answered) * 60.0 * PROVISIONAL_SHARE, provisional=True)
+            elif (before := self._sent_before(now if sent_at is None else sent_at)) >= PROVISIONAL_AFTER:
+                self._infer(now, before * 60.0 * PROVISIONAL_SHARE, provisional=True)
         elif taken is not None and infers and self._replaces(taken["requests"]):
             self._infer(now, taken["requests"], provisional=False)
         elif taken is not None and not self._provisional and (scale := self._share_taken(taken)) < self.throttle.scale:
@@ -255,6 +267,10 @@ class RateLimits:
             self._retune()
         elif self.throttle.refused(now):
             self._retune()
+
+    def _sent_before(self, moment: float) -> int:
+        """How many requests left in the second before `moment` (while nothing paced)."""
+        return bisect.bisect_left(self._sends, moment) - bisect.bisect_left(self._sends, moment - 1.0)
 
     def _replaces(self, taken: float) -> bool:
         """Whether what a run of 429s showed the server takes replaces an inferred request limit:
@@ -306,10 +322,6 @@ class RateLimits:
         now = asyncio.get_running_loop().time()
         if counted is not None and sent_at is not None:
             self._taken.answered(sent_at, counted)
-        if counted is not None and not self.paces:
-            self._answered.append(now)
-            while self._answered[0] < now - 1.0:
-                self._answered.popleft()
         moved = counted is not None and self.throttle.answered(now)  # an answer, not a refusal
         for kind in KINDS:
             limit = _count(headers.get(f"x-ratelimit-limit-{kind}"))
