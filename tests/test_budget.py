@@ -21,6 +21,7 @@ from labelmill.engine import AnnotateConfig, RetryPolicy, RunStatus, annotate, l
 from labelmill.engine.money import Planner, Prices, Spending, resolve_prices, token_upper_bound
 from labelmill.engine.teacher import BeforeSend, PricedTeacher, Reply
 from labelmill.testing import MockConfig, MockTeacher, cqa_rows, make_cqa, write_jsonl
+from tests.virtual_time import run_virtual
 
 PRICES = Prices(0.15, 0.60)
 
@@ -105,7 +106,9 @@ def test_what_a_provider_could_charge_never_exceeds_the_budget(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    asyncio.run(main())
+    # Virtual time: 429s and 5xx with no headers pace the sends at a limit inferred from them, and
+    # on the real clock some examples would sleep for tens of seconds.
+    run_virtual(main())
     assert provider.charged <= ledger.spent + 1e-12  # the engine counted at least what could be charged
     assert ledger.spent <= budget + 1e-12 and ledger.reserved == pytest.approx(0.0, abs=1e-12)
 

@@ -1,8 +1,8 @@
 """The whole sending path (`PricedTeacher`: limits, concurrency, retries) with a hundred requests
-in flight against the mock's ways of counting a limit, in virtual time: the loop's clock jumps to
-the next timer whenever nothing is ready, so a minute of traffic takes a fraction of a second and
-every run is the same. `test_server_models.py` drives the limits one request at a time; the
-429s that cost most come from what is in flight together, which only this sees."""
+in flight against the mock's ways of counting a limit, in virtual time (`tests/virtual_time.py`):
+a minute of traffic takes a fraction of a second and every run is the same.
+`test_server_models.py` drives the limits one request at a time; the 429s that cost most come
+from what is in flight together, which only this sees."""
 
 from __future__ import annotations
 
@@ -18,29 +18,13 @@ from labelmill._exceptions import RetryableError
 from labelmill.engine.money import Spending
 from labelmill.engine.teacher import AdaptiveConcurrency, PricedTeacher, RateLimits, Reply
 from labelmill.testing._ratelimits import ServerLimits
+from tests.virtual_time import run_virtual
 
 RPM = 6000  # 100 a second, as the benchmarks' W3 and W6
 LATENCY_S = 0.05
 CONCURRENCY = 100
 USAGE = {"prompt_tokens": 5, "completion_tokens": 1}
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose clock jumps to the next timer when nothing is ready (no I/O is awaited)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._virtual_now = 6000.0  # a calendar-minute boundary, for the fixed window
-
-    def time(self) -> float:
-        return self._virtual_now
-
-    def _run_once(self) -> None:
-        scheduled: list[asyncio.TimerHandle] = self._scheduled  # type: ignore[attr-defined]
-        if not self._ready and scheduled:  # type: ignore[attr-defined]
-            self._virtual_now = max(self._virtual_now, scheduled[0].when())
-        super()._run_once()  # type: ignore[misc]
 
 
 @dataclass
@@ -89,11 +73,7 @@ def run(server: Server, n: int) -> float:
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
         return asyncio.get_running_loop().time() - start
 
-    loop = VirtualTimeLoop()
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
+    return run_virtual(main())
 
 
 def per_minute(times: list[float]) -> float:
