@@ -241,7 +241,7 @@ class RateLimits:
             while self._sends[0] < at - 1.0:
                 self._sends.popleft()
 
-    def throttled(self, sent_at: float | None = None) -> None:
+    def throttled(self, sent_at: float) -> None:
         """A 429 to the request sent at `sent_at`: run the schedules slower (`Throttle`). Once a
         run of 429s has gone on long enough to show what the server takes (`Taken`), run just
         under that instead: with no limit known, it becomes the request limit (source "inferred";
@@ -258,7 +258,7 @@ class RateLimits:
         if infers and not self.paces:  # no limit known yet
             if taken is not None:
                 self._infer(now, taken["requests"], provisional=False)
-            elif (before := self._sent_before(now if sent_at is None else sent_at)) >= PROVISIONAL_AFTER:
+            elif (before := self._sent_before(sent_at)) >= PROVISIONAL_AFTER:
                 self._infer(now, before * 60.0 * PROVISIONAL_SHARE, provisional=True)
         elif taken is not None and infers and self._replaces(taken["requests"]):
             self._infer(now, taken["requests"], provisional=False)
